@@ -1,0 +1,104 @@
+"""The ``gws`` command line: ``demo``, ``echo-server`` and ``client``.
+
+``python -m gws demo`` starts an echo server on a free loopback port in this
+process and runs coro-websocket's echo example against it through
+``gws.connect``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+import gevent
+
+import gws
+
+
+def demo(args: argparse.Namespace) -> int:
+    server = gws.serve(gws.echo, "127.0.0.1", 0)
+    port = server.server_port
+    print(f"echo server listening on ws://127.0.0.1:{port}/")
+    try:
+        res, read, write = gws.connect({"host": "127.0.0.1", "port": port, "heartbeat": 5000})
+        if not res:
+            print("Error establishing connection!\n" + read)
+            return 1
+        print(f"connected: HTTP {res.code} {res.reason}, extensions {sorted(res.extensions)}")
+        messages = ["Hello There!", *args.message]
+        for text in messages:
+            ok, err = write({"payload": text})
+            if not ok:
+                print("write failed: " + str(err))
+                return 1
+            print("sent:", text)
+        received = 0
+        for msg in read:
+            payload = msg.payload
+            shown = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+            print("Host responded with", shown)
+            received += 1
+            if received == len(messages):
+                write(None)  # close handshake; read() then returns None
+        print(f"Connection closed! (code {read.close_code}, error {read.error})")
+        return 0 if received == len(messages) and read.error is None else 1
+    finally:
+        server.stop(timeout=1)
+
+
+def echo_server(args: argparse.Namespace) -> int:
+    server = gws.serve(gws.echo, args.host, args.port, start=False)
+    server.start()
+    print(f"echo server listening on ws://{args.host}:{server.server_port}/", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def client(args: argparse.Namespace) -> int:
+    res, read, write = gws.connect(args.url, heartbeat=args.heartbeat)
+    if not res:
+        print("error: " + read, file=sys.stderr)
+        return 1
+
+    def printer() -> None:
+        for msg in read:
+            print(msg.payload if isinstance(msg.payload, str) else repr(msg.payload), flush=True)
+
+    reader = gevent.spawn(printer)
+    from gevent.fileobject import FileObject
+
+    stdin = FileObject(sys.stdin, "r")
+    for line in stdin:
+        ok, err = write(line.rstrip("\n"))
+        if not ok:
+            print("error: " + str(err), file=sys.stderr)
+            break
+    write(None)
+    reader.join(timeout=5)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="gws", description="Synchronous WebSockets on gevent")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_demo = sub.add_parser("demo", help="echo example against a loopback server started here")
+    p_demo.add_argument("message", nargs="*", help="extra messages to send")
+    p_demo.set_defaults(func=demo)
+    p_srv = sub.add_parser("echo-server", help="run an echo server")
+    p_srv.add_argument("--host", default="127.0.0.1")
+    p_srv.add_argument("--port", type=int, default=8765)
+    p_srv.set_defaults(func=echo_server)
+    p_cli = sub.add_parser("client", help="send stdin lines as text messages, print replies")
+    p_cli.add_argument("url")
+    p_cli.add_argument("--heartbeat", type=int, default=None, help="ms between pings")
+    p_cli.set_defaults(func=client)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,423 @@
+"""connect() and open(): TCP / TLS / unix socket, the opening handshake, wrap_io.
+
+``connect`` is the seed face (errors are values); ``open`` is the Pythonic
+face (errors are exceptions) returning a :class:`WebSocket`.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import ssl
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import gevent
+import gevent.socket as gsocket
+import gevent.ssl as gssl
+
+from .deflate import PerMessageDeflate, accept_response, make_offer
+from .errors import ConnectionClosed, HandshakeError, InvalidURL, OpenTimeout, WebSocketError
+from .frames import RSV1, Message
+from .handshake import (
+    MAX_HEAD,
+    Headers,
+    build_request,
+    check_response,
+    find_head_end,
+    header_values,
+    make_key,
+    parse_response,
+)
+from .io import DEFAULT_MAX_SIZE, IO_OPTIONS, Connection, MessageLike, Reader, Writer, check_io_options, socket_io
+from .url import split_url
+
+__all__ = ["connect", "open", "Response", "WebSocket", "CONNECT_OPTIONS"]
+
+log = logging.getLogger("gws")
+
+CONNECT_OPTIONS = frozenset(
+    ("path", "host", "port", "tls", "pathname", "subprotocol", "headers", "timeout", "compression")
+) | IO_OPTIONS
+DEFAULT_TIMEOUT = 10000
+
+
+class Response:
+    """The server's reply to the upgrade request.
+
+    Truthy; ``code`` (101), ``reason``, ``version`` (1.1), ``keep_alive``
+    (alias ``keepAlive``), ``socket``, ``subprotocol``, ``extensions`` (dict
+    of negotiated extension name -> parameters) and ``headers`` (name, value)
+    pairs in received order. ``res[i]`` and ``len(res)`` index the headers,
+    like the Lua table's numeric keys.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        version: float,
+        headers: Headers,
+        socket: Any,
+        subprotocol: Optional[str] = None,
+        extensions: Optional[Dict[str, Dict[str, Any]]] = None,
+    ) -> None:
+        self.code = code
+        self.reason = reason
+        self.version = version
+        self.headers = headers
+        self.socket = socket
+        self.subprotocol = subprotocol
+        self.extensions = extensions or {}
+        conn = [v.lower() for v in header_values(headers, "Connection")]
+        self.keep_alive = "keep-alive" in conn
+
+    @property
+    def keepAlive(self) -> bool:  # noqa: N802 - the seed's name
+        return self.keep_alive
+
+    def header(self, name: str) -> Optional[str]:
+        """First value of header ``name`` (case-insensitive), or None."""
+        values = header_values(self.headers, name)
+        return values[0] if values else None
+
+    def __getitem__(self, index: int) -> Tuple[str, str]:
+        return self.headers[index]
+
+    def __len__(self) -> int:
+        return len(self.headers)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"<Response {self.code} {self.reason!r} subprotocol={self.subprotocol!r}>"
+
+
+def _merge_options(url_or_options: Any, options: Mapping[str, Any]) -> Dict[str, Any]:
+    opts: Dict[str, Any] = {}
+    if isinstance(url_or_options, str):
+        url = split_url(url_or_options)
+        opts.update(host=url.host, port=url.port, tls=url.tls, pathname=url.pathname)
+        if url.username is not None:
+            cred = f"{url.username}:{url.password or ''}".encode()
+            opts["_auth"] = "Basic " + base64.b64encode(cred).decode("ascii")
+    elif isinstance(url_or_options, Mapping):
+        opts.update(url_or_options)
+    elif url_or_options is not None:
+        raise InvalidURL(
+            f"connect() takes a URL string or an options dict, not {type(url_or_options).__name__}"
+        )
+    for key, value in options.items():
+        if key == "tls" and value is False and opts.get("tls") and isinstance(url_or_options, str):
+            raise InvalidURL("tls=False contradicts a wss:// URL")
+        opts[key] = value
+    unknown = set(opts) - CONNECT_OPTIONS - {"_auth"}
+    if unknown:
+        name = sorted(unknown)[0]
+        hint = " (mask is a wrap_io option: connect always masks)" if name == "mask" else ""
+        raise InvalidURL(f"unknown option {name!r}{hint}")
+    if opts.get("mask", True) is not True:
+        raise InvalidURL("connect always masks (RFC 6455 5.3); mask is a wrap_io option")
+    return opts
+
+
+def _headers(value: Any) -> List[Tuple[str, str]]:
+    if value is None:
+        return []
+    items = value.items() if isinstance(value, Mapping) else value
+    pairs: List[Tuple[str, str]] = []
+    for item in items:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise InvalidURL("headers must be a dict or a list of (name, value) pairs")
+        pairs.append((str(item[0]), str(item[1])))
+    return pairs
+
+
+def _tls_context(tls: Any) -> Tuple[Optional[ssl.SSLContext], Optional[str]]:
+    """Build the SSL context for option ``tls``; also any server_name override."""
+    if tls is None or tls is False:
+        return None, None
+    if isinstance(tls, ssl.SSLContext):
+        return tls, None
+    if tls is True:
+        tls = {}
+    if not isinstance(tls, Mapping):
+        raise InvalidURL("tls must be True, False, an ssl.SSLContext or a dict")
+    unknown = set(tls) - {"ca", "cert", "key", "insecure", "server_name"}
+    if unknown:
+        raise InvalidURL(f"unknown tls option {sorted(unknown)[0]!r}")
+    ca = tls.get("ca")
+    if ca is None:
+        import certifi
+
+        ctx = gssl.create_default_context(cafile=certifi.where())
+    elif isinstance(ca, str) and "-----BEGIN" in ca:
+        ctx = gssl.create_default_context(cadata=ca)
+    else:
+        ctx = gssl.create_default_context(cafile=ca)
+    if tls.get("cert"):
+        ctx.load_cert_chain(tls["cert"], tls.get("key"))
+    if tls.get("insecure"):
+        log.warning("TLS certificate verification is disabled (tls insecure=True)")
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx, tls.get("server_name")
+
+
+def _open_socket(opts: Mapping[str, Any], timeout: float) -> Tuple[Any, str]:
+    """Connect TCP or unix; return (socket, netloc for the Host header)."""
+    host = opts.get("host")
+    port = opts.get("port")
+    path = opts.get("path")
+    tls = opts.get("tls")
+    if path is not None and host is None and port is None:
+        sock = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except BaseException:
+            sock.close()
+            raise
+        return sock, "localhost"
+    host = "127.0.0.1" if host is None else host
+    if not isinstance(host, str) or not host:
+        raise InvalidURL("option host must be a non-empty str")
+    if port is None:
+        port = 443 if tls else 80
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise InvalidURL(f"option port must be an int from 1 to 65535, got {port!r}")
+    sock = gsocket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    shown = f"[{host}]" if ":" in host else host
+    default = 443 if tls else 80
+    return sock, shown if port == default else f"{shown}:{port}"
+
+
+def _handshake(
+    sock: Any, netloc: str, opts: Mapping[str, Any]
+) -> Tuple[Response, Optional[PerMessageDeflate], bytes]:
+    pathname = opts.get("pathname") or "/"
+    if not isinstance(pathname, str):
+        raise InvalidURL("option pathname must be a str")
+    if not pathname.startswith("/"):
+        pathname = "/" + pathname
+    sub = opts.get("subprotocol")
+    subprotocols: Sequence[str] = [sub] if isinstance(sub, str) else list(sub or ())
+    headers = _headers(opts.get("headers"))
+    if "_auth" in opts and not any(n.lower() == "authorization" for n, _ in headers):
+        headers.append(("Authorization", opts["_auth"]))
+    try:
+        offer = make_offer(opts.get("compression", "deflate"))
+    except ValueError as exc:
+        raise InvalidURL(str(exc)) from None
+    key = make_key()
+    try:
+        request = build_request(
+            netloc,
+            pathname,
+            key,
+            subprotocols=subprotocols,
+            extensions=offer[0] if offer else None,
+            headers=headers,
+        )
+    except ValueError as exc:
+        raise InvalidURL(str(exc)) from None
+    sock.sendall(request)
+    buf = b""
+    while True:
+        chunk = sock.recv(16384)
+        if not chunk:
+            raise HandshakeError("connection closed during the opening handshake")
+        buf += chunk
+        end = find_head_end(buf, MAX_HEAD)
+        if end != -1:
+            break
+    version, code, reason, resp_headers = parse_response(buf[:end])
+    try:
+        subprotocol = check_response(code, reason, resp_headers, key, subprotocols)
+    except HandshakeError as exc:
+        exc.body = buf[end:]
+        raise
+    params = accept_response(offer[1] if offer else None, header_values(resp_headers, "Sec-WebSocket-Extensions"))
+    deflate = PerMessageDeflate(params, is_client=True) if params else None
+    extensions = {"permessage-deflate": params.__dict__.copy()} if params else {}
+    response = Response(code, reason, version, resp_headers, sock, subprotocol, extensions)
+    return response, deflate, buf[end:]
+
+
+def _establish(url_or_options: Any, options: Mapping[str, Any]) -> Tuple[Response, Reader, Writer]:
+    """Open a connection; raises WebSocketError subclasses or OSError."""
+    opts = _merge_options(url_or_options, options)
+    try:
+        check_io_options(opts)
+    except ValueError as exc:
+        raise InvalidURL(str(exc)) from None
+    timeout_ms = opts.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or timeout_ms <= 0:
+        raise InvalidURL("option timeout must be a positive number of milliseconds")
+    timeout = timeout_ms / 1000.0
+    ctx, server_name = _tls_context(opts.get("tls"))
+    timer = gevent.Timeout(timeout)
+    timer.start()
+    sock = None
+    try:
+        sock, netloc = _open_socket(opts, timeout)
+        if ctx is not None:
+            hostname = server_name or opts.get("host") or "127.0.0.1"
+            sock = gssl.SSLSocket(sock=sock, server_hostname=hostname, _context=ctx)
+        response, deflate, rest = _handshake(sock, netloc, opts)
+    except gevent.Timeout as exc:
+        if sock is not None:
+            sock.close()
+        if exc is not timer:
+            raise
+        raise OpenTimeout(f"timed out after {timeout_ms} ms while connecting") from None
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+    finally:
+        timer.close()
+    sock.settimeout(None)
+    max_size = opts.get("max_size", DEFAULT_MAX_SIZE)
+    raw_read, raw_write = socket_io(
+        sock, mask=True, max_size=max_size, rsv_allowed=RSV1 if deflate else 0, initial=rest
+    )
+    io_opts = {k: v for k, v in opts.items() if k in IO_OPTIONS}
+    io_opts["mask"] = True
+    conn = Connection(raw_read, raw_write, io_opts, deflate)
+    return response, Reader(conn), Writer(conn)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message or exc}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, gsocket.gaierror):
+        return f"DNS lookup failed: {exc}"
+    if isinstance(exc, (TimeoutError, gsocket.timeout)) and not isinstance(exc, WebSocketError):
+        return "timed out while connecting"
+    if isinstance(exc, OSError):
+        return f"connection failed: {exc.strerror or exc}"
+    return str(exc)
+
+
+def connect(
+    url_or_options: Union[str, Mapping[str, Any], None] = None, /, **options: Any
+) -> Tuple[Any, Any, Any]:
+    """Open a WebSocket connection (the seed face).
+
+    Accepts an options dict, keyword options, or a ws:// / wss:// URL plus
+    keyword options. Returns ``(Response, read, write)``, or
+    ``(None, error_string, None)`` for any failure: never raises for
+    network, TLS, handshake or option errors.
+    """
+    try:
+        res, read, write = _establish(url_or_options, options)
+    except (WebSocketError, OSError, ValueError) as exc:
+        message = _describe(exc)
+        log.debug("connect failed: %s", message)
+        return None, message, None
+    return res, read, write
+
+
+class WebSocket:
+    """A connection with the Pythonic face; ``read``/``write`` are the seed face.
+
+    Use as a context manager; iterate for messages until the peer closes.
+    """
+
+    def __init__(self, response: Response, read: Reader, write: Writer) -> None:
+        self.response = response
+        self.read = read
+        self.write = write
+        self._conn: Connection = read.connection
+
+    @property
+    def subprotocol(self) -> Optional[str]:
+        return self.response.subprotocol
+
+    @property
+    def closed(self) -> bool:
+        return self._conn.state == 2
+
+    @property
+    def close_code(self) -> Optional[int]:
+        return self._conn.close_code
+
+    @property
+    def close_reason(self) -> Optional[str]:
+        return self._conn.close_reason
+
+    def _closed_error(self) -> ConnectionClosed:
+        conn = self._conn
+        return ConnectionClosed(conn.close_code, conn.close_reason or "", conn.error)
+
+    def send(self, message: MessageLike) -> None:
+        """Send ``str`` as text, ``bytes`` as binary, or a Message / dict.
+
+        Raises :class:`ConnectionClosed` if the connection is closed.
+        """
+        if message is None:
+            raise TypeError("send(None): use close() to close the connection")
+        ok, error = self._conn.write(message)
+        if not ok:
+            if self._conn.state != 0:
+                raise self._closed_error()
+            raise ValueError(error)
+
+    def recv(self) -> Message:
+        """Next message (``payload`` is str for text, bytes for binary).
+
+        Raises :class:`ConnectionClosed` once the connection is closed.
+        """
+        msg = self._conn.read()
+        if msg is None:
+            raise self._closed_error()
+        return msg
+
+    def ping(self, payload: Union[bytes, str] = b"") -> None:
+        """Send a ping; the peer's pong is consumed by the reader."""
+        ok, error = self._conn.ping(payload)
+        if not ok:
+            if self._conn.state != 0:
+                raise self._closed_error()
+            raise ValueError(error)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection (waits at most ``close_timeout``); idempotent."""
+        if self._conn.state == 0:
+            ok, error = self._conn.close(code, reason)
+            if not ok and self._conn.state == 0:
+                raise ValueError(error)
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self.read)
+
+    def __enter__(self) -> "WebSocket":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = ("open", "closing", "closed")[self._conn.state]
+        return f"<gws.WebSocket {state} subprotocol={self.subprotocol!r}>"
+
+
+def open(url_or_options: Union[str, Mapping[str, Any], None] = None, /, **options: Any) -> WebSocket:  # noqa: A001
+    """Open a WebSocket connection (the Pythonic face); raises on failure.
+
+    Raises :class:`~gws.InvalidURL` for a bad URL or option,
+    :class:`~gws.HandshakeError` for a refused upgrade,
+    :class:`~gws.OpenTimeout` on timeout, ``ssl.SSLError`` / ``OSError``
+    for TLS and network failures.
+    """
+    res, read, write = _establish(url_or_options, options)
+    return WebSocket(res, read, write)

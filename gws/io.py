@@ -1,0 +1,668 @@
+"""wrap_io(): the WebSocket protocol engine over raw frame read/write functions.
+
+The engine reassembles fragments, checks UTF-8 incrementally, inflates
+permessage-deflate messages within ``max_size``, answers pings, runs the
+close handshake and the heartbeat greenlet. It never touches a socket
+itself: :func:`socket_io` adapts a gevent socket into ``raw_read`` and
+``raw_write``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import socket as _stdsocket
+from collections import deque
+from time import monotonic
+from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+
+import gevent
+from gevent.event import Event
+from gevent.lock import Semaphore
+
+from .deflate import PerMessageDeflate
+from .errors import ProtocolError
+from .frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameDecoder,
+    Message,
+    encode_close_payload,
+    encode_frame,
+    parse_close_payload,
+)
+
+__all__ = ["wrap_io", "socket_io", "Reader", "Writer", "Connection", "IO_OPTIONS", "DEFAULT_MAX_SIZE"]
+
+log = logging.getLogger("gws")
+
+DEFAULT_MAX_SIZE = 16 * 1024 * 1024
+DEFAULT_CLOSE_TIMEOUT = 5000
+IO_OPTIONS = frozenset(
+    (
+        "heartbeat",
+        "heartbeat_timeout",
+        "heartbeat_opcode",
+        "mask",
+        "max_size",
+        "fragments",
+        "close_timeout",
+    )
+)
+
+RawRead = Callable[[], Optional[Message]]
+RawWrite = Callable[[Optional[Message]], Any]
+WriteResult = Tuple[bool, Optional[str]]
+MessageLike = Union[Message, Mapping[str, Any], bytes, bytearray, memoryview, str, None]
+
+OPEN, CLOSING, CLOSED = 0, 1, 2
+_RECV_SIZE = 256 * 1024
+_MORE = object()  # _handle(): frame consumed, no message to deliver yet
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def _ms(options: Mapping[str, Any], name: str, default: Optional[float]) -> Optional[float]:
+    """Read a millisecond option, returned in seconds (None stays None)."""
+    value = options.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"option {name} must be a positive number of milliseconds")
+    return value / 1000.0
+
+
+def check_io_options(options: Mapping[str, Any]) -> None:
+    """Raise ValueError for a malformed wrap_io option value."""
+    _ms(options, "heartbeat", None)
+    _ms(options, "heartbeat_timeout", None)
+    _ms(options, "close_timeout", DEFAULT_CLOSE_TIMEOUT)
+    if options.get("heartbeat_opcode", OP_PING) not in (OP_PING, OP_PONG):
+        raise ValueError("option heartbeat_opcode must be 9 (ping) or 10 (pong)")
+    max_size = options.get("max_size", DEFAULT_MAX_SIZE)
+    if max_size is not None and (
+        isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0
+    ):
+        raise ValueError("option max_size must be a non-negative int or None")
+
+
+class Connection:
+    """State shared by one connection's ``read`` and ``write``."""
+
+    def __init__(
+        self,
+        raw_read: RawRead,
+        raw_write: RawWrite,
+        options: Mapping[str, Any],
+        deflate: Optional[PerMessageDeflate] = None,
+    ) -> None:
+        check_io_options(options)
+        self.raw_read = raw_read
+        self.raw_write = raw_write
+        self.mask = bool(options.get("mask", False))
+        self.is_client = self.mask
+        self.max_size: Optional[int] = options.get("max_size", DEFAULT_MAX_SIZE)
+        self.fragments = bool(options.get("fragments", False))
+        self.close_timeout = _ms(options, "close_timeout", DEFAULT_CLOSE_TIMEOUT)
+        self.deflate = deflate
+        self.state = OPEN
+        self.close_sent = False
+        self.close_code: Optional[int] = None
+        self.close_reason: Optional[str] = None
+        self.error: Optional[str] = None
+        self.closed = Event()
+        self.write_lock = Semaphore()
+        self.read_lock = Semaphore()
+        self.pending: Deque[Message] = deque()
+        self._frag_opcode: Optional[int] = None
+        self._frag_parts: List[Any] = []
+        self._frag_size = 0
+        self._frag_compressed = False
+        self._utf8: Any = None
+        self._out_compressing: Optional[bool] = None
+        self.last_rx = monotonic()
+        self._heartbeat: Optional[gevent.Greenlet] = None
+        interval = _ms(options, "heartbeat", None)
+        if interval is not None:
+            opcode = options.get("heartbeat_opcode", OP_PING)
+            default_timeout = options.get("heartbeat", None) if opcode == OP_PING else None
+            timeout = _ms(options, "heartbeat_timeout", default_timeout)
+            self._heartbeat = gevent.spawn(self._heartbeat_loop, interval, timeout, opcode)
+
+    # -- reading -------------------------------------------------------------
+
+    def read(self) -> Optional[Message]:
+        """Next message, or None once the connection is closed."""
+        if self.pending:
+            return self.pending.popleft()
+        if self.state == CLOSED:
+            return None
+        with self.read_lock:
+            if self.pending:
+                return self.pending.popleft()
+            while True:
+                frame = self._next_frame()
+                if frame is None:
+                    return None
+                result = self._handle(frame)
+                if result is not _MORE:
+                    return result  # type: ignore[return-value]
+
+    def _next_frame(self) -> Optional[Message]:
+        if self.state == CLOSED:
+            return None
+        try:
+            frame = self.raw_read()
+        except ProtocolError as exc:
+            self._fail(exc.code, str(exc))
+            return None
+        except (OSError, ValueError) as exc:
+            self._abort(f"connection error: {exc}")
+            return None
+        if frame is None:
+            if self.state == CLOSING and self.close_code is not None:
+                self._abort(None)
+            else:
+                self._abort("connection closed without a close frame")
+            return None
+        if self._heartbeat is not None:
+            self.last_rx = monotonic()
+        return frame
+
+    def _handle(self, frame: Message) -> Any:
+        """Process one frame: a Message to deliver, None when closed, or _MORE."""
+        opcode = frame.opcode
+        if opcode >= OP_CLOSE:
+            if opcode == OP_PING:
+                if self.state == OPEN:
+                    self._send(Message(True, False, False, False, OP_PONG, self.mask, frame.payload))
+            elif opcode == OP_CLOSE:
+                self._on_close(frame.payload)
+                if self.fragments:
+                    return frame
+                return None
+            return frame if self.fragments else _MORE
+        if self.fragments:
+            return frame
+        try:
+            return self._assemble(frame)
+        except ProtocolError as exc:
+            self._fail(exc.code, str(exc))
+            return None
+
+    def _assemble(self, frame: Message) -> Any:
+        opcode = frame.opcode
+        if frame.rsv2 or frame.rsv3:
+            raise ProtocolError("reserved bits rsv2/rsv3 set without a negotiated extension")
+        if opcode == OP_CONTINUATION:
+            if self._frag_opcode is None:
+                raise ProtocolError("continuation frame without a message to continue")
+            if frame.rsv1:
+                raise ProtocolError("rsv1 set on a continuation frame")
+        else:
+            if self._frag_opcode is not None:
+                raise ProtocolError("new data message inside a fragmented message")
+            compressed = frame.rsv1
+            if compressed and self.deflate is None:
+                raise ProtocolError("rsv1 set without permessage-deflate")
+            if frame.fin:
+                payload: Any = frame.payload
+                max_size = self.max_size
+                if compressed:
+                    payload = self.deflate.decompress(payload, True, max_size)  # type: ignore[union-attr]
+                elif max_size is not None and len(payload) > max_size:
+                    raise ProtocolError(f"message exceeds max_size {max_size}", 1009)
+                if opcode == OP_TEXT:
+                    try:
+                        payload = payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise ProtocolError("text message is not valid UTF-8", 1007) from None
+                return Message(True, False, False, False, opcode, frame.mask, payload)
+            self._frag_opcode = opcode
+            self._frag_compressed = compressed
+            self._frag_parts = []
+            self._frag_size = 0
+            self._utf8 = _Utf8Decoder() if opcode == OP_TEXT else None
+        data: Any = frame.payload
+        max_size = self.max_size
+        if self._frag_compressed:
+            limit = None if max_size is None else max_size - self._frag_size
+            data = self.deflate.decompress(data, frame.fin, limit)  # type: ignore[union-attr]
+        self._frag_size += len(data)
+        if max_size is not None and self._frag_size > max_size:
+            raise ProtocolError(f"message exceeds max_size {max_size}", 1009)
+        if self._utf8 is not None:
+            try:
+                data = self._utf8.decode(data, frame.fin)
+            except UnicodeDecodeError:
+                raise ProtocolError("text message is not valid UTF-8", 1007) from None
+        self._frag_parts.append(data)
+        if not frame.fin:
+            return _MORE
+        first = self._frag_opcode
+        parts = self._frag_parts
+        self._frag_opcode = None
+        self._frag_parts = []
+        self._utf8 = None
+        payload = "".join(parts) if first == OP_TEXT else b"".join(parts)
+        return Message(True, False, False, False, first, frame.mask, payload)  # type: ignore[arg-type]
+
+    def _on_close(self, payload: Any) -> None:
+        try:
+            code, reason = parse_close_payload(payload)
+        except ProtocolError as exc:
+            self._fail(exc.code, str(exc))
+            return
+        if self.state == CLOSED:
+            return
+        self.close_code = 1005 if code is None else code
+        self.close_reason = reason
+        if not self.close_sent:
+            echo = b"" if code is None else payload[:2]
+            self._send_close(echo)
+        self._finish(None)
+
+    # -- closing ---------------------------------------------------------------
+
+    def _send_close(self, payload: bytes) -> None:
+        self.close_sent = True
+        if self.state == OPEN:
+            self.state = CLOSING
+        self._send(Message(True, False, False, False, OP_CLOSE, self.mask, payload))
+
+    def _finish(self, error: Optional[str]) -> None:
+        """Close handshake done (or given up): drain to EOF as a client, then close."""
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        if error is not None and self.error is None:
+            self.error = error
+        if self.is_client and self.close_timeout:
+            # RFC 6455 7.1.1: the server closes TCP first; wait for it, bounded.
+            timer = gevent.Timeout(self.close_timeout)
+            timer.start()
+            try:
+                while self.raw_read() is not None:
+                    pass
+            except gevent.Timeout as exc:
+                if exc is not timer:
+                    raise
+            except Exception:  # noqa: BLE001 - any error here just means the stream is gone
+                pass
+            finally:
+                timer.close()
+        self._shutdown()
+
+    def _fail(self, code: int, message: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7) with close ``code``."""
+        if self.state == CLOSED:
+            return
+        log.debug("failing connection with %d: %s", code, message)
+        self.error = f"protocol error: {message}" if code == 1002 else message
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = ""
+        if not self.close_sent:
+            self._send_close(encode_close_payload(code))
+        self._finish(None)
+
+    def _abort(self, error: Optional[str]) -> None:
+        """Drop the connection now (EOF, socket error, heartbeat timeout)."""
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        if error is not None and self.error is None:
+            self.error = error
+        if self.close_code is None:
+            self.close_code = 1006
+            self.close_reason = ""
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self.state = CLOSED
+        try:
+            self.raw_write(None)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("error while closing the stream: %s", exc)
+        self.closed.set()
+        hb = self._heartbeat
+        if hb is not None and hb is not gevent.getcurrent():
+            hb.kill(block=False)
+        self._heartbeat = None
+
+    def close(self, code: Optional[int] = 1000, reason: str = "") -> WriteResult:
+        """Start the close handshake and wait for it, at most ``close_timeout``."""
+        try:
+            payload = encode_close_payload(code, reason)
+        except ValueError as exc:
+            return False, str(exc)
+        if self.state != OPEN:
+            return False, "connection is already closed" if self.state == CLOSED else (
+                "connection is closing"
+            )
+        self._send_close(payload)
+        if self.state == CLOSED:  # the send failed
+            return False, self.error
+        timer = gevent.Timeout(self.close_timeout)
+        timer.start()
+        try:
+            if self.read_lock.acquire(blocking=False):
+                try:
+                    while self.state != CLOSED:
+                        frame = self._next_frame()
+                        if frame is None:
+                            break
+                        if frame.opcode == OP_CLOSE or frame.opcode == OP_PING:
+                            self._handle(frame)
+                        else:
+                            log.debug("discarding a frame received while closing")
+                finally:
+                    self.read_lock.release()
+            else:
+                self.closed.wait()
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            self._abort("close handshake timed out")
+        finally:
+            timer.close()
+        return True, None
+
+    # -- writing ---------------------------------------------------------------
+
+    def _send(self, frame: Message) -> WriteResult:
+        try:
+            with self.write_lock:
+                self.raw_write(frame)
+        except (OSError, ValueError) as exc:
+            self._abort(f"connection error: {exc}")
+            return False, self.error or str(exc)
+        return True, None
+
+    def write(self, message: MessageLike) -> WriteResult:
+        """Send one message or frame; see :class:`Writer`."""
+        if message is None:
+            return self.close(1000, "")
+        try:
+            frame = _to_message(message)
+        except (TypeError, ValueError) as exc:
+            return False, str(exc)
+        if self.state != OPEN:
+            return False, "connection is closed" if self.state == CLOSED else "connection is closing"
+        opcode = frame.opcode
+        if opcode >= OP_CLOSE:
+            if opcode == OP_CLOSE:
+                try:
+                    code, reason = parse_close_payload(frame.payload)  # type: ignore[arg-type]
+                except ProtocolError as exc:
+                    return False, str(exc)
+                return self.close(code, reason)
+            if len(frame.payload) > 125:
+                return False, "control frame payload longer than 125 bytes"
+            if not frame.fin:
+                return False, "control frames cannot be fragmented"
+        elif self.deflate is not None and not frame.rsv1:
+            if opcode != OP_CONTINUATION:
+                self._out_compressing = True
+            if self._out_compressing:
+                frame.payload = self.deflate.compress(frame.payload, frame.fin)  # type: ignore[arg-type]
+                frame.rsv1 = opcode != OP_CONTINUATION
+            if frame.fin:
+                self._out_compressing = None
+        frame.mask = self.mask
+        return self._send(frame)
+
+    def ping(self, payload: Union[bytes, str] = b"") -> WriteResult:
+        return self.write(Message(opcode=OP_PING, payload=payload))
+
+    # -- heartbeat ---------------------------------------------------------------
+
+    def _heartbeat_loop(self, interval: float, timeout: Optional[float], opcode: int) -> None:
+        next_ping = monotonic() + interval
+        waiting_since: Optional[float] = None  # when the oldest unanswered ping went out
+        while True:
+            wake = next_ping if waiting_since is None else min(next_ping, waiting_since + timeout)
+            gevent.sleep(max(wake - monotonic(), 0))
+            if self.state != OPEN:
+                return
+            now = monotonic()
+            if waiting_since is not None:
+                if self.last_rx < waiting_since and now >= waiting_since + timeout:
+                    self._pump()
+                if self.last_rx >= waiting_since:
+                    waiting_since = None
+                elif now >= waiting_since + timeout:
+                    log.info("no frame from the peer for %.3f s: heartbeat timeout", now - waiting_since)
+                    self._abort("heartbeat timeout")
+                    return
+            if now >= next_ping:
+                ok, _ = self._send(Message(True, False, False, False, opcode, self.mask, b""))
+                if not ok:
+                    return
+                next_ping = now + interval
+                if timeout is not None and waiting_since is None:
+                    waiting_since = now
+
+    def _pump(self) -> None:
+        """Read one frame if no one else is reading, so a quiet reader does
+        not look like a dead peer; a completed message is kept for read()."""
+        if not self.read_lock.acquire(blocking=False):
+            return
+        try:
+            frame = None
+            with gevent.Timeout(0.05, False):
+                frame = self._next_frame()
+            if frame is not None:
+                result = self._handle(frame)
+                if isinstance(result, Message):
+                    self.pending.append(result)
+        finally:
+            self.read_lock.release()
+
+
+def _to_message(message: MessageLike) -> Message:
+    if isinstance(message, Message):
+        frame = Message(
+            message.fin,
+            message.rsv1,
+            message.rsv2,
+            message.rsv3,
+            message.opcode,
+            message.mask,
+            message.payload,
+        )
+    elif isinstance(message, (bytes, bytearray, memoryview)):
+        return Message(True, False, False, False, OP_BINARY, False, bytes(message))
+    elif isinstance(message, str):
+        return Message(True, False, False, False, OP_TEXT, False, message.encode("utf-8"))
+    elif isinstance(message, Mapping):
+        unknown = set(message) - {"fin", "rsv1", "rsv2", "rsv3", "opcode", "mask", "payload", "len"}
+        if unknown:
+            raise ValueError(f"unknown message field {sorted(unknown)[0]!r}")
+        frame = Message(
+            bool(message.get("fin", True)),
+            bool(message.get("rsv1", False)),
+            bool(message.get("rsv2", False)),
+            bool(message.get("rsv3", False)),
+            message.get("opcode", OP_BINARY),
+            False,
+            message.get("payload", b""),
+        )
+    else:
+        raise TypeError(
+            f"cannot send {type(message).__name__}: use bytes, str, dict or gws.Message"
+        )
+    opcode = frame.opcode
+    if isinstance(opcode, bool) or not isinstance(opcode, int) or not 0 <= opcode <= 15:
+        raise ValueError(f"invalid opcode {opcode!r}")
+    payload = frame.payload
+    if isinstance(payload, str):
+        frame.payload = payload.encode("utf-8")
+    elif isinstance(payload, (bytearray, memoryview)):
+        frame.payload = bytes(payload)
+    elif not isinstance(payload, bytes):
+        raise TypeError(f"payload must be bytes or str, not {type(payload).__name__}")
+    return frame
+
+
+class Reader:
+    """The ``read`` function: call it for the next :class:`Message`.
+
+    Returns None once the connection is closed; then ``error`` (None after a
+    clean close), ``close_code`` and ``close_reason`` tell why. Iterating
+    yields messages until the close.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __call__(self) -> Optional[Message]:
+        return self._conn.read()
+
+    def __iter__(self) -> Iterator[Message]:
+        read = self._conn.read
+        while True:
+            msg = read()
+            if msg is None:
+                return
+            yield msg
+
+    @property
+    def error(self) -> Optional[str]:
+        return self._conn.error
+
+    @property
+    def close_code(self) -> Optional[int]:
+        return self._conn.close_code
+
+    @property
+    def close_reason(self) -> Optional[str]:
+        return self._conn.close_reason
+
+    @property
+    def connection(self) -> Connection:
+        return self._conn
+
+
+class Writer:
+    """The ``write`` function: ``write(message)`` -> ``(True, None)`` or ``(False, error)``.
+
+    ``message`` is a :class:`Message`, a dict of its fields (opcode defaults
+    to 2), ``bytes`` (binary) or ``str`` (text). ``write(None)`` closes with
+    1000; ``write.close(code, reason)`` closes with your code. Safe to call
+    from many greenlets at once.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __call__(self, message: MessageLike) -> WriteResult:
+        return self._conn.write(message)
+
+    def close(self, code: Optional[int] = 1000, reason: str = "") -> WriteResult:
+        return self._conn.close(code, reason)
+
+    def ping(self, payload: Union[bytes, str] = b"") -> WriteResult:
+        return self._conn.ping(payload)
+
+    @property
+    def connection(self) -> Connection:
+        return self._conn
+
+
+def wrap_io(
+    raw_read: RawRead,
+    raw_write: RawWrite,
+    options: Optional[Mapping[str, Any]] = None,
+    *,
+    deflate: Optional[PerMessageDeflate] = None,
+    **kwargs: Any,
+) -> Tuple[Reader, Writer]:
+    """Wrap raw frame functions into WebSocket ``(read, write)``.
+
+    ``raw_read()`` returns one decoded frame or None at end of stream;
+    ``raw_write(frame)`` sends one frame and ``raw_write(None)`` ends the
+    stream. Options (durations in ms): ``heartbeat``, ``heartbeat_timeout``,
+    ``heartbeat_opcode``, ``mask``, ``max_size``, ``fragments``,
+    ``close_timeout``. Raises ValueError for a bad option.
+    """
+    opts: Dict[str, Any] = dict(options or {})
+    opts.update(kwargs)
+    unknown = set(opts) - IO_OPTIONS
+    if unknown:
+        raise ValueError(f"unknown wrap_io option {sorted(unknown)[0]!r}")
+    conn = Connection(raw_read, raw_write, opts, deflate)
+    return Reader(conn), Writer(conn)
+
+
+def socket_io(
+    sock: Any,
+    *,
+    mask: bool,
+    max_size: Optional[int] = DEFAULT_MAX_SIZE,
+    rsv_allowed: int = 0,
+    initial: bytes = b"",
+) -> Tuple[RawRead, RawWrite]:
+    """Adapt a connected gevent socket into ``(raw_read, raw_write)``.
+
+    ``mask``: we are the client (mask what we send, expect unmasked frames).
+    ``initial``: bytes already read past the handshake. Protocol errors in
+    received frames raise :class:`~gws.errors.ProtocolError` from raw_read.
+    """
+    decoder = FrameDecoder(expect_masked=not mask, max_size=max_size, rsv_allowed=rsv_allowed)
+    if initial:
+        decoder.feed(initial)
+    buf = bytearray(_RECV_SIZE)
+    view = memoryview(buf)
+    recv_into = sock.recv_into
+    next_frame = decoder.next_frame
+    feed = decoder.feed
+    sendall = sock.sendall
+    eof = False
+
+    def raw_read() -> Optional[Message]:
+        nonlocal eof
+        while True:
+            frame = next_frame()
+            if frame is not None:
+                return frame
+            if eof:
+                return None
+            n = recv_into(buf, _RECV_SIZE)
+            if not n:
+                eof = True
+                return None
+            feed(view[:n])
+
+    def raw_write(frame: Optional[Message]) -> None:
+        if frame is None:
+            try:
+                sock.shutdown(_stdsocket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+            return
+        payload = frame.payload
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        sendall(
+            encode_frame(
+                frame.opcode,
+                payload,
+                fin=frame.fin,
+                rsv1=frame.rsv1,
+                rsv2=frame.rsv2,
+                rsv3=frame.rsv3,
+                mask=frame.mask,
+            )
+        )
+
+    return raw_read, raw_write
+

@@ -1,0 +1,120 @@
+"""parse_url(): a ws:// or wss:// URL -> Url(host, port, tls, pathname)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+from .errors import InvalidURL
+
+__all__ = ["Url", "parse_url", "split_url"]
+
+
+class Url(NamedTuple):
+    """A parsed WebSocket URL, with the seed's fields.
+
+    ``host`` has no brackets for IPv6 literals; ``pathname`` is path plus
+    query ("/" when the URL has none). ``username``/``password`` hold any
+    credentials in the URL (they are sent as HTTP Basic auth, never logged).
+    """
+
+    host: str
+    port: int
+    tls: bool
+    pathname: str
+    username: Optional[str] = None
+    password: Optional[str] = None
+
+    def __repr__(self) -> str:
+        # Credentials never appear in a repr, log line or error string.
+        return (
+            f"Url(host={self.host!r}, port={self.port}, tls={self.tls}, "
+            f"pathname={self.pathname!r})"
+        )
+
+    @property
+    def netloc(self) -> str:
+        """``host[:port]`` as it belongs in a Host header (port omitted if default)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == (443 if self.tls else 80):
+            return host
+        return f"{host}:{self.port}"
+
+
+def split_url(url: str) -> Url:
+    """Like :func:`parse_url` but raises :class:`InvalidURL`."""
+    if not isinstance(url, str):
+        raise InvalidURL(f"URL must be a str, not {type(url).__name__}")
+    if any(c in url for c in " \t\r\n\x00"):
+        raise InvalidURL("URL contains whitespace or control characters")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise InvalidURL(f"not a WebSocket URL (missing ws:// or wss://): {_safe(url)}")
+    scheme = scheme.lower()
+    if scheme not in ("ws", "wss"):
+        raise InvalidURL(f"unsupported scheme {scheme!r}: use ws:// or wss://")
+    tls = scheme == "wss"
+    if "#" in rest:
+        raise InvalidURL("WebSocket URLs must not have a fragment (#...)")
+    cut = len(rest)
+    for ch in "/?":
+        i = rest.find(ch)
+        if i != -1 and i < cut:
+            cut = i
+    authority, target = rest[:cut], rest[cut:]
+    if not target:
+        target = "/"
+    elif target[0] == "?":
+        target = "/" + target
+    username = password = None
+    if "@" in authority:
+        userinfo, _, authority = authority.rpartition("@")
+        username, has_pw, pw = userinfo.partition(":")
+        password = pw if has_pw else None
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end == -1:
+            raise InvalidURL("unterminated IPv6 address in URL")
+        host = authority[1:end]
+        after = authority[end + 1 :]
+        if after and not after.startswith(":"):
+            raise InvalidURL("unexpected characters after IPv6 address")
+        port_text = after[1:] if after else ""
+        has_port = bool(after)
+        if ":" not in host:
+            raise InvalidURL(f"invalid IPv6 address {host!r}")
+    else:
+        host, has_colon, port_text = authority.partition(":")
+        has_port = bool(has_colon)
+        if "[" in host or "]" in host:
+            raise InvalidURL("invalid host in URL")
+    if not host:
+        raise InvalidURL("URL has no host")
+    if has_port:
+        if not port_text.isdigit() or not port_text.isascii():
+            raise InvalidURL(f"invalid port {port_text!r}")
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise InvalidURL(f"port {port} out of range 1-65535")
+    else:
+        port = 443 if tls else 80
+    return Url(host, port, tls, target, username, password)
+
+
+def parse_url(url: str) -> Tuple[Optional[Url], Optional[str]]:
+    """Parse a WebSocket URL: ``(Url, None)`` on success, ``(None, error)`` otherwise.
+
+    >>> parse_url("ws://ex.example.org/path/name")[0]
+    Url(host='ex.example.org', port=80, tls=False, pathname='/path/name')
+    """
+    try:
+        return split_url(url), None
+    except InvalidURL as exc:
+        return None, str(exc)
+
+
+def _safe(url: str) -> str:
+    """The URL with any userinfo hidden, for error messages."""
+    head, sep, tail = url.partition("://")
+    if sep and "@" in tail.split("/", 1)[0]:
+        tail = "***@" + tail.split("@", 1)[1]
+    return (head + sep + tail)[:200]
