@@ -237,7 +237,7 @@ class PerMessageDeflate:
     Compressors are created lazily, so an idle connection costs no zlib state.
     """
 
-    def __init__(self, params: DeflateParams, *, is_client: bool, level: int = 6) -> None:
+    def __init__(self, params: DeflateParams, *, is_client: bool, level: int = 1) -> None:
         self.params = params
         if is_client:
             self._out_reset = params.client_no_context_takeover

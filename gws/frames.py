@@ -7,6 +7,7 @@ bytes. Everything is byte-exact against the examples of RFC 6455 section 5.7.
 
 from __future__ import annotations
 
+import codecs
 import os
 import struct
 from typing import Optional, Union
@@ -50,6 +51,7 @@ _UNPACK_16 = struct.Struct("!H").unpack_from
 _UNPACK_64 = struct.Struct("!Q").unpack_from
 
 Payload = Union[bytes, str]
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 
 class Message:
@@ -181,6 +183,11 @@ class FrameDecoder:
     ``next_frame()`` returns a :class:`Message` (payload unmasked, ``bytes``)
     or ``None`` when more bytes are needed; ``wanted`` then tells how many
     buffered bytes the next frame needs in total.
+
+    While an uncompressed text frame is still arriving, the bytes received so
+    far are checked as UTF-8, so invalid text fails (1007) in the read where
+    it appears, not once the whole frame is in. The message-level check with
+    state across fragments stays the engine's job.
     """
 
     def __init__(
@@ -195,6 +202,10 @@ class FrameDecoder:
         self.rsv_allowed = rsv_allowed
         self.buffer = bytearray()
         self.wanted = 2
+        self._in_text = False  # inside a fragmented, uncompressed text message
+        self._in_message = False
+        self._partial: Optional[codecs.IncrementalDecoder] = None
+        self._checked = 0
 
     def feed(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Append bytes received from the peer."""
@@ -235,6 +246,9 @@ class FrameDecoder:
         end = pos + length
         if have < end:
             self.wanted = end
+            opcode = b0 & 0x0F
+            if (opcode == OP_TEXT and not b0 & RSV1) or (opcode == OP_CONTINUATION and self._in_text):
+                self._check_partial(pos, have, masked)
             return None
         if masked:
             payload = apply_mask(buf[pos:end], bytes(buf[pos - 4 : pos]))
@@ -242,6 +256,15 @@ class FrameDecoder:
             payload = bytes(buf[pos:end])
         del buf[:end]
         self.wanted = 2
+        self._partial = None
+        opcode = b0 & 0x0F
+        if opcode < OP_CLOSE:
+            fin = b0 & 0x80
+            if opcode != OP_CONTINUATION:
+                self._in_text = opcode == OP_TEXT and not fin and not b0 & RSV1
+                self._in_message = not fin
+            elif fin:
+                self._in_text = self._in_message = False
         return Message(
             bool(b0 & 0x80),
             bool(b0 & RSV1),
@@ -251,6 +274,37 @@ class FrameDecoder:
             bool(masked),
             payload,
         )
+
+    def _check_partial(self, pos: int, have: int, masked: int) -> None:
+        buf = self.buffer
+        if self._partial is None:
+            self._partial = _Utf8Decoder()
+            start = pos
+            if buf[0] & 0x0F == OP_CONTINUATION:
+                # Up to 3 leading bytes may finish a character begun in the
+                # previous fragment; the engine checks those with full state.
+                while start < have and start < pos + 3 and self._byte(start, pos, masked) & 0xC0 == 0x80:
+                    start += 1
+            self._checked = start
+        start = self._checked
+        if start >= have:
+            return
+        chunk: Union[bytes, bytearray] = buf[start:have]
+        if masked:
+            offset = (start - pos) % 4
+            key = bytes(buf[pos - 4 : pos])
+            chunk = apply_mask(chunk, key[offset:] + key[:offset])
+        try:
+            self._partial.decode(chunk, False)
+        except UnicodeDecodeError:
+            raise ProtocolError("text message is not valid UTF-8", 1007) from None
+        self._checked = have
+
+    def _byte(self, index: int, pos: int, masked: int) -> int:
+        value = self.buffer[index]
+        if masked:
+            value ^= self.buffer[pos - 4 + (index - pos) % 4]
+        return value
 
     def _check_header(self, b0: int, masked: int, length: int, header_len: int) -> None:
         rsv = b0 & 0x70

@@ -1,0 +1,175 @@
+"""Drive the Autobahn TestSuite (kosoku's fuzzing server) with a gws echo client.
+
+Used by ``tests/test_autobahn.py`` and ``benchmarks/autobahn_report.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import gws
+
+AGENT = "gws"
+
+# Offers matching each 13.x group's client offer, (requestNoContextTakeover,
+# requestMaxWindowBits) in Autobahn's terms = server_no_context_takeover and
+# server_max_window_bits; client_* parameters let the server's accept apply.
+_BOTH = {"client_no_context_takeover": True, "client_max_window_bits": True}
+OFFERS_13: Dict[int, Any] = {
+    1: "deflate",
+    2: {"server_no_context_takeover": True, **_BOTH},
+    3: {"server_max_window_bits": 9, "client_max_window_bits": True},
+    4: {"server_max_window_bits": 15, "client_max_window_bits": True},
+    5: {"server_no_context_takeover": True, "server_max_window_bits": 9, **_BOTH},
+    6: {"server_no_context_takeover": True, "server_max_window_bits": 15, **_BOTH},
+    7: {"server_no_context_takeover": True, "server_max_window_bits": 9, **_BOTH},
+}
+
+
+def offer_for(case_id: str) -> Any:
+    """The compression option a case needs (default offer outside 13.x)."""
+    parts = case_id.split(".")
+    if parts[0] == "13":
+        return OFFERS_13[int(parts[1])]
+    return "deflate"
+
+
+def case_ids(include: Optional[List[str]] = None) -> List[str]:
+    """Every case id kosoku serves, in its serving order (sorted numerically).
+
+    kosoku has no /getCaseInfo, so the ids come from its own case index.
+    """
+    import fnmatch
+    import re
+
+    import kosoku
+    from kosoku._caseindex import build_index, initialize_shims
+
+    initialize_shims()
+    folder = Path(kosoku.__file__).parent / "cases"
+    static = sorted(p.stem for p in folder.glob("case*.py") if re.fullmatch(r"case[0-9_]+", p.stem))
+    generators = [
+        ("case6_x_x", "Case6_X_X"),
+        ("case7_7_X", "Case7_7_X"),
+        ("case7_9_X", "Case7_9_X"),
+        ("case9_7_X", "Case9_7_X"),
+        ("case9_7_X", "Case9_8_X"),
+        ("case12_x_x", "Case12_X_X"),
+        ("case12_x_x", "Case13_X_X"),
+    ]
+    cases, _ = build_index(static, generators)
+    ids = list(cases)
+    if include:
+        ids = [i for i in ids if any(fnmatch.fnmatchcase(i, pat) for pat in include)]
+    return ids
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get_json(port: int, path: str) -> Any:
+    res, read, write = gws.connect(f"ws://127.0.0.1:{port}{path}", timeout=10000)
+    if not res:
+        raise RuntimeError(f"{path}: {read}")
+    msg = read()
+    write(None)
+    if msg is None:
+        raise RuntimeError(f"{path}: no reply ({read.error})")
+    return json.loads(msg.payload)
+
+
+def run_case(port: int, index: int, case_id: str) -> None:
+    """Echo every message of one case until the server closes."""
+    res, read, write = gws.connect(
+        f"ws://127.0.0.1:{port}/runCase?case={index}&agent={AGENT}",
+        compression=offer_for(case_id),
+        timeout=10000,
+    )
+    if not res:
+        return
+    for msg in read:
+        ok, _ = write(gws.Message(opcode=msg.opcode, payload=msg.payload))
+        if not ok:
+            break
+
+
+def start_server(outdir: Path, include: Optional[List[str]] = None) -> Tuple[subprocess.Popen, int]:
+    port = free_port()
+    exe = Path(sys.executable).with_name("kosoku")
+    cmd = [str(exe) if exe.exists() else "kosoku", "-m", "fuzzingserver", f"127.0.0.1:{port}", "-o", str(outdir)]
+    for pattern in include or []:
+        cmd += ["-i", pattern]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, port
+        if proc.poll() is not None:
+            raise RuntimeError("kosoku exited: " + (proc.stdout.read() if proc.stdout else ""))
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("kosoku fuzzing server did not start within 30 s")
+
+
+def _run_case_args(args: Tuple[int, int, str]) -> None:
+    run_case(*args)
+
+
+def run_suite(
+    outdir: Path, include: Optional[List[str]] = None, timeout: float = 1200, workers: int = 2
+) -> Tuple[Dict[str, Any], str]:
+    """Run every case; return (index.json agent results, server output)."""
+    proc, port = start_server(outdir, include)
+    try:
+        ids = case_ids(include)
+        count = int(_get_json(port, "/getCaseCount"))
+        if count != len(ids):
+            raise RuntimeError(f"kosoku serves {count} cases but its index lists {len(ids)}")
+        heavy = []
+        for index, case_id in enumerate(ids, 1):
+            if case_id.split(".")[0] in ("12", "13") and workers > 1:
+                heavy.append((port, index, case_id))
+            else:
+                run_case(port, index, case_id)
+        if heavy:
+            # The compression groups are CPU-bound on both sides: spread them
+            # over worker processes so the client and kosoku use both cores.
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                list(pool.map(_run_case_args, heavy, chunksize=1))
+        res, read, write = gws.connect(f"ws://127.0.0.1:{port}/updateReports?agent={AGENT}")
+        if res:
+            for _ in read:
+                pass
+        output, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    index_path = outdir / "index.json"
+    if not index_path.exists():
+        raise RuntimeError("no index.json written; kosoku said:\n" + output)
+    data = json.loads(index_path.read_text())
+    return data.get(AGENT, data), output
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "reports/autobahn")
+    t0 = time.monotonic()
+    results, text = run_suite(out, sys.argv[2:] or None)
+    bad = {k: v for k, v in results.items() if v.get("behavior") != "OK" or v.get("behaviorClose") != "OK"}
+    print(f"{len(results)} cases in {time.monotonic() - t0:.1f} s; not OK: {len(bad)}")
+    for k, v in sorted(bad.items(), key=lambda kv: [int(p) for p in kv[0].split('.')]):
+        print(k, v.get("behavior"), v.get("behaviorClose"))
