@@ -1,7 +1,7 @@
 """Print gws's Autobahn TestSuite conformance, one row per case group.
 
-    python benchmarks/autobahn_report.py            # run all 517 cases, then print
-    python benchmarks/autobahn_report.py --from DIR # print an earlier run's DIR/index.json
+python benchmarks/autobahn_report.py            # run all 517 cases, then print
+python benchmarks/autobahn_report.py --from DIR # print an earlier run's DIR/index.json
 """
 
 from __future__ import annotations
@@ -46,9 +46,15 @@ def table(results: Dict[str, Any]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--from", dest="source", help="directory holding an earlier run's index.json")
-    parser.add_argument("--out", default="reports/autobahn", help="where a new run writes its reports")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--from", dest="source", help="directory holding an earlier run's index.json"
+    )
+    parser.add_argument(
+        "--out", default="reports/autobahn", help="where a new run writes its reports"
+    )
     args = parser.parse_args()
     if args.source:
         data = json.loads((Path(args.source) / "index.json").read_text())

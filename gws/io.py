@@ -19,6 +19,7 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional
 import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
+from gevent.monkey import get_original
 
 from .deflate import PerMessageDeflate
 from .errors import ProtocolError
@@ -61,6 +62,12 @@ MessageLike = Union[Message, Mapping[str, Any], bytes, bytearray, memoryview, st
 
 OPEN, CLOSING, CLOSED = 0, 1, 2
 _RECV_SIZE = 256 * 1024
+# One receive buffer per OS thread, shared by every connection in it: bytes
+# are copied out of it before the greenlet can switch, and an idle
+# connection then costs no receive buffer at all.
+# (the original thread-local class: after monkey.patch_all() threading.local
+# would be greenlet-local, a buffer per greenlet.)
+_local = get_original("_thread", "_local")()
 _MORE = object()  # _handle(): frame consumed, no message to deliver yet
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
@@ -619,8 +626,6 @@ def socket_io(
     decoder = FrameDecoder(expect_masked=not mask, max_size=max_size, rsv_allowed=rsv_allowed)
     if initial:
         decoder.feed(initial)
-    buf = bytearray(_RECV_SIZE)
-    view = memoryview(buf)
     recv_into = sock.recv_into
     next_frame = decoder.next_frame
     feed = decoder.feed
@@ -635,7 +640,11 @@ def socket_io(
                 return frame
             if eof:
                 return None
-            n = recv_into(buf, _RECV_SIZE)
+            try:
+                view = _local.view
+            except AttributeError:
+                view = _local.view = memoryview(bytearray(_RECV_SIZE))
+            n = recv_into(view, _RECV_SIZE)
             if not n:
                 eof = True
                 return None

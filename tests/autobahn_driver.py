@@ -107,7 +107,14 @@ def run_case(port: int, index: int, case_id: str) -> None:
 def start_server(outdir: Path, include: Optional[List[str]] = None) -> Tuple[subprocess.Popen, int]:
     port = free_port()
     exe = Path(sys.executable).with_name("kosoku")
-    cmd = [str(exe) if exe.exists() else "kosoku", "-m", "fuzzingserver", f"127.0.0.1:{port}", "-o", str(outdir)]
+    cmd = [
+        str(exe) if exe.exists() else "kosoku",
+        "-m",
+        "fuzzingserver",
+        f"127.0.0.1:{port}",
+        "-o",
+        str(outdir),
+    ]
     for pattern in include or []:
         cmd += ["-i", pattern]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -169,7 +176,11 @@ if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "reports/autobahn")
     t0 = time.monotonic()
     results, text = run_suite(out, sys.argv[2:] or None)
-    bad = {k: v for k, v in results.items() if v.get("behavior") != "OK" or v.get("behaviorClose") != "OK"}
+    bad = {
+        k: v
+        for k, v in results.items()
+        if v.get("behavior") != "OK" or v.get("behaviorClose") != "OK"
+    }
     print(f"{len(results)} cases in {time.monotonic() - t0:.1f} s; not OK: {len(bad)}")
-    for k, v in sorted(bad.items(), key=lambda kv: [int(p) for p in kv[0].split('.')]):
+    for k, v in sorted(bad.items(), key=lambda kv: [int(p) for p in kv[0].split(".")]):
         print(k, v.get("behavior"), v.get("behaviorClose"))

@@ -30,7 +30,9 @@ def test_every_autobahn_case_is_ok(tmp_path: Path) -> None:
     started = time.monotonic()
     results, output = run_suite(tmp_path / "autobahn")
     wall = time.monotonic() - started
-    assert len(results) == TOTAL_CASES, f"expected {TOTAL_CASES} cases, got {len(results)}\n{output}"
+    assert len(results) == TOTAL_CASES, (
+        f"expected {TOTAL_CASES} cases, got {len(results)}\n{output}"
+    )
     failures = []
     for case_id in sorted(results, key=_sort_key):
         result = results[case_id]
