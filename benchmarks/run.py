@@ -256,7 +256,16 @@ def machine_info() -> Dict[str, Any]:
         "kernel": platform.release(),
         "platform": platform.platform(),
         "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+        "loadavg_start": loadavg(),
     }
+
+
+def loadavg() -> Optional[List[float]]:
+    """1, 5 and 15 minute load averages (other work on the machine skews results)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def versions() -> Dict[str, Any]:
@@ -664,6 +673,10 @@ def fmt(x: Optional[float], digits: int = 0) -> str:
     return f"{x:,.{digits}f}"
 
 
+def fmt_load(load: Optional[Sequence[float]]) -> str:
+    return "unknown" if not load else " / ".join(f"{x:.2f}" for x in load)
+
+
 def fmt_ratio(x: Optional[float]) -> str:
     return "–" if x is None else f"{x:.2f}×"
 
@@ -694,7 +707,9 @@ def markdown(report: Dict[str, Any]) -> str:
         f"Measured {meta['date']} with `{meta['command']}`: median of {meta['rounds']} "
         f"round(s), clients alternated round-robin in each round.",
         "",
-        f"- Machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['mem_gib']} GiB, Linux {m['kernel']}",
+        f"- Machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['mem_gib']} GiB, Linux {m['kernel']}; "
+        f"load average {fmt_load(m.get('loadavg_start'))} at the start, "
+        f"{fmt_load(m.get('loadavg_end'))} at the end",
         f"- Server: {server_desc}, on 127.0.0.1, compression off except for `deflate`",
         f"- Python {v['python']}, gevent {v['gevent']}, greenlet {v['greenlet']}, {gws_desc}, "
         f"websocket-client {v['websocket-client'] or 'not installed'}, wsaccel "
@@ -880,6 +895,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         server.stop()
     meta["elapsed_s"] = round(time.monotonic() - started, 1)
+    meta["machine"]["loadavg_end"] = loadavg()
     summary = summarize(results)
     ratios = compute_ratios(summary)
     c_max = max(cfg.fanout.get("gws", (0,)) or (0,))

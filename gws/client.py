@@ -27,6 +27,7 @@ from .handshake import (
     header_values,
     make_key,
     parse_response,
+    split_tokens,
 )
 from .io import DEFAULT_MAX_SIZE, IO_OPTIONS, Connection, MessageLike, Reader, Writer, check_io_options, socket_io
 from .url import split_url
@@ -68,7 +69,7 @@ class Response:
         self.socket = socket
         self.subprotocol = subprotocol
         self.extensions = extensions or {}
-        conn = [v.lower() for v in header_values(headers, "Connection")]
+        conn = [v.lower() for v in split_tokens(header_values(headers, "Connection"))]
         self.keep_alive = "keep-alive" in conn
 
     @property
@@ -124,6 +125,8 @@ def _merge_options(url_or_options: Any, options: Mapping[str, Any]) -> Dict[str,
 def _headers(value: Any) -> List[Tuple[str, str]]:
     if value is None:
         return []
+    if not isinstance(value, (Mapping, list, tuple)):
+        raise InvalidURL("headers must be a dict or a list of (name, value) pairs")
     items = value.items() if isinstance(value, Mapping) else value
     pairs: List[Tuple[str, str]] = []
     for item in items:
@@ -205,6 +208,11 @@ def _handshake(
     if not pathname.startswith("/"):
         pathname = "/" + pathname
     sub = opts.get("subprotocol")
+    if sub is not None and not (
+        isinstance(sub, str)
+        or (isinstance(sub, (list, tuple)) and all(isinstance(p, str) for p in sub))
+    ):
+        raise InvalidURL("option subprotocol must be a str or a list of str")
     subprotocols: Sequence[str] = [sub] if isinstance(sub, str) else list(sub or ())
     headers = _headers(opts.get("headers"))
     if "_auth" in opts and not any(n.lower() == "authorization" for n, _ in headers):
@@ -303,7 +311,7 @@ def _describe(exc: BaseException) -> str:
         return f"DNS lookup failed: {exc}"
     if isinstance(exc, (TimeoutError, gsocket.timeout)) and not isinstance(exc, WebSocketError):
         return "timed out while connecting"
-    if isinstance(exc, OSError):
+    if isinstance(exc, OSError) and not isinstance(exc, WebSocketError):  # not OpenTimeout
         return f"connection failed: {exc.strerror or exc}"
     return str(exc)
 
@@ -320,7 +328,8 @@ def connect(
     """
     try:
         res, read, write = _establish(url_or_options, options)
-    except (WebSocketError, OSError, ValueError) as exc:
+    except (WebSocketError, OSError, ValueError, TypeError) as exc:
+        # TypeError: an option of the wrong type (tls ca=5, path=5...)
         message = _describe(exc)
         log.debug("connect failed: %s", message)
         return None, message, None

@@ -206,6 +206,7 @@ class FrameDecoder:
         self._in_message = False
         self._partial: Optional[codecs.IncrementalDecoder] = None
         self._checked = 0
+        self._skipping = False
 
     def feed(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Append bytes received from the peer."""
@@ -279,14 +280,18 @@ class FrameDecoder:
         buf = self.buffer
         if self._partial is None:
             self._partial = _Utf8Decoder()
-            start = pos
-            if buf[0] & 0x0F == OP_CONTINUATION:
-                # Up to 3 leading bytes may finish a character begun in the
-                # previous fragment; the engine checks those with full state.
-                while start < have and start < pos + 3 and self._byte(start, pos, masked) & 0xC0 == 0x80:
-                    start += 1
-            self._checked = start
+            self._checked = pos
+            self._skipping = buf[0] & 0x0F == OP_CONTINUATION
         start = self._checked
+        if self._skipping:
+            # Up to 3 leading bytes may finish a character begun in the
+            # previous fragment; the engine checks those with full state.
+            # They may arrive over several reads: skip until the first other byte.
+            while start < have and start < pos + 3 and self._byte(start, pos, masked) & 0xC0 == 0x80:
+                start += 1
+            if start < have or start >= pos + 3:
+                self._skipping = False
+            self._checked = start
         if start >= have:
             return
         chunk: Union[bytes, bytearray] = buf[start:have]

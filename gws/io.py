@@ -14,7 +14,7 @@ import logging
 import socket as _stdsocket
 from collections import deque
 from time import monotonic
-from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 import gevent
 from gevent.event import Event
@@ -125,7 +125,9 @@ class Connection:
         self.read_lock = Semaphore()
         self.pending: Deque[Message] = deque()
         self._frag_opcode: Optional[int] = None
-        self._frag_parts: List[Any] = []
+        # Raw bytes of a fragmented message so far: one buffer, whatever the
+        # fragment count (a list of parts costs ~40 bytes per tiny fragment).
+        self._frag_parts = bytearray()
         self._frag_size = 0
         self._frag_compressed = False
         self._utf8: Any = None
@@ -182,6 +184,13 @@ class Connection:
     def _handle(self, frame: Message) -> Any:
         """Process one frame: a Message to deliver, None when closed, or _MORE."""
         opcode = frame.opcode
+        if OP_BINARY < opcode < OP_CLOSE or opcode > OP_PONG:
+            # FrameDecoder never returns these, but a custom raw_read might.
+            self._fail(1002, f"reserved opcode {opcode}")
+            return None
+        if opcode >= OP_CLOSE and (not frame.fin or len(frame.payload) > 125):
+            self._fail(1002, "fragmented or oversized control frame")
+            return None
         if opcode >= OP_CLOSE:
             if opcode == OP_PING:
                 if self.state == OPEN:
@@ -230,7 +239,7 @@ class Connection:
                 return Message(True, False, False, False, opcode, frame.mask, payload)
             self._frag_opcode = opcode
             self._frag_compressed = compressed
-            self._frag_parts = []
+            self._frag_parts = bytearray()
             self._frag_size = 0
             self._utf8 = _Utf8Decoder() if opcode == OP_TEXT else None
         data: Any = frame.payload
@@ -243,18 +252,18 @@ class Connection:
             raise ProtocolError(f"message exceeds max_size {max_size}", 1009)
         if self._utf8 is not None:
             try:
-                data = self._utf8.decode(data, frame.fin)
+                self._utf8.decode(data, frame.fin)  # checked now, decoded once at the end
             except UnicodeDecodeError:
                 raise ProtocolError("text message is not valid UTF-8", 1007) from None
-        self._frag_parts.append(data)
+        self._frag_parts += data
         if not frame.fin:
             return _MORE
         first = self._frag_opcode
         parts = self._frag_parts
         self._frag_opcode = None
-        self._frag_parts = []
+        self._frag_parts = bytearray()
         self._utf8 = None
-        payload = "".join(parts) if first == OP_TEXT else b"".join(parts)
+        payload = parts.decode("utf-8") if first == OP_TEXT else bytes(parts)
         return Message(True, False, False, False, first, frame.mask, payload)  # type: ignore[arg-type]
 
     def _on_close(self, payload: Any) -> None:
@@ -278,7 +287,17 @@ class Connection:
         self.close_sent = True
         if self.state == OPEN:
             self.state = CLOSING
-        self._send(Message(True, False, False, False, OP_CLOSE, self.mask, payload))
+        # Bounded: a writer blocked in sendall (peer not reading) holds the lock.
+        timer = gevent.Timeout(self.close_timeout)
+        timer.start()
+        try:
+            self._send(Message(True, False, False, False, OP_CLOSE, self.mask, payload))
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            self._abort("close handshake timed out")
+        finally:
+            timer.close()
 
     def _finish(self, error: Optional[str]) -> None:
         """Close handshake done (or given up): drain to EOF as a client, then close."""
@@ -301,7 +320,10 @@ class Connection:
                 pass
             finally:
                 timer.close()
-        self._shutdown()
+                # also when an outer timeout (close(), heartbeat, the caller's) cuts the drain short
+                self._shutdown()
+        else:
+            self._shutdown()
 
     def _fail(self, code: int, message: str) -> None:
         """Fail the connection (RFC 6455 7.1.7) with close ``code``."""
@@ -350,12 +372,12 @@ class Connection:
             return False, "connection is already closed" if self.state == CLOSED else (
                 "connection is closing"
             )
-        self._send_close(payload)
-        if self.state == CLOSED:  # the send failed
-            return False, self.error
         timer = gevent.Timeout(self.close_timeout)
         timer.start()
         try:
+            self._send_close(payload)
+            if self.state == CLOSED:  # the send failed
+                return False, self.error
             if self.read_lock.acquire(blocking=False):
                 try:
                     while self.state != CLOSED:
@@ -380,9 +402,11 @@ class Connection:
 
     # -- writing ---------------------------------------------------------------
 
-    def _send(self, frame: Message) -> WriteResult:
+    def _send(self, frame: Message, compress: bool = False) -> WriteResult:
         try:
             with self.write_lock:
+                if compress:
+                    self._compress(frame)
                 self.raw_write(frame)
         except (OSError, ValueError) as exc:
             self._abort(f"connection error: {exc}")
@@ -412,15 +436,24 @@ class Connection:
             if not frame.fin:
                 return False, "control frames cannot be fragmented"
         elif self.deflate is not None and not frame.rsv1:
-            if opcode != OP_CONTINUATION:
-                self._out_compressing = True
-            if self._out_compressing:
-                frame.payload = self.deflate.compress(frame.payload, frame.fin)  # type: ignore[arg-type]
-                frame.rsv1 = opcode != OP_CONTINUATION
-            if frame.fin:
-                self._out_compressing = None
+            frame.mask = self.mask
+            # Compress under the write lock: with context takeover the peer
+            # inflates in send order, so compression order must be send order
+            # (gevent's Semaphore lets a releasing greenlet re-acquire first).
+            return self._send(frame, compress=True)
         frame.mask = self.mask
         return self._send(frame)
+
+    def _compress(self, frame: Message) -> None:
+        """permessage-deflate one outgoing data frame; call with write_lock held."""
+        opcode = frame.opcode
+        if opcode != OP_CONTINUATION:
+            self._out_compressing = True
+        if self._out_compressing:
+            frame.payload = self.deflate.compress(frame.payload, frame.fin)  # type: ignore[union-attr,arg-type]
+            frame.rsv1 = opcode != OP_CONTINUATION
+        if frame.fin:
+            self._out_compressing = None
 
     def ping(self, payload: Union[bytes, str] = b"") -> WriteResult:
         return self.write(Message(opcode=OP_PING, payload=payload))
@@ -437,8 +470,9 @@ class Connection:
                 return
             now = monotonic()
             if waiting_since is not None:
-                if self.last_rx < waiting_since and now >= waiting_since + timeout:
-                    self._pump()
+                stale = self.last_rx < waiting_since and now >= waiting_since + timeout
+                if stale and not self._bounded(timeout, self._pump):
+                    return
                 if self.last_rx >= waiting_since:
                     waiting_since = None
                 elif now >= waiting_since + timeout:
@@ -446,12 +480,30 @@ class Connection:
                     self._abort("heartbeat timeout")
                     return
             if now >= next_ping:
-                ok, _ = self._send(Message(True, False, False, False, opcode, self.mask, b""))
-                if not ok:
+                ping = Message(True, False, False, False, opcode, self.mask, b"")
+                if not self._bounded(timeout, self._send, ping) or self.state == CLOSED:
                     return
                 next_ping = now + interval
                 if timeout is not None and waiting_since is None:
                     waiting_since = now
+
+    def _bounded(self, timeout: Optional[float], func: Callable[..., Any], *args: Any) -> bool:
+        """Run a heartbeat step; one still blocked after ``timeout`` (the write
+        lock held by a writer stuck on a peer that stopped reading) aborts the
+        connection with "heartbeat timeout" and returns False."""
+        timer = gevent.Timeout(timeout)
+        timer.start()
+        try:
+            func(*args)
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            log.info("heartbeat blocked for %.3f s: heartbeat timeout", timeout)
+            self._abort("heartbeat timeout")
+            return False
+        finally:
+            timer.close()
+        return True
 
     def _pump(self) -> None:
         """Read one frame if no one else is reading, so a quiet reader does

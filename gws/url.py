@@ -115,6 +115,14 @@ def parse_url(url: str) -> Tuple[Optional[Url], Optional[str]]:
 def _safe(url: str) -> str:
     """The URL with any userinfo hidden, for error messages."""
     head, sep, tail = url.partition("://")
-    if sep and "@" in tail.split("/", 1)[0]:
-        tail = "***@" + tail.split("@", 1)[1]
-    return (head + sep + tail)[:200]
+    if not sep:  # "user:pw@host/..." or "//user:pw@host" hide userinfo too
+        head, tail = "", url
+    rest = tail.lstrip("/")
+    lead = tail[: len(tail) - len(rest)]
+    # without "://" a "/" may sit inside the userinfo ("ws:/user:pw@host"): ignore it
+    ends = "/?#" if sep else "?#"
+    cut = min([i for i in (rest.find(c) for c in ends) if i != -1] or [len(rest)])
+    at = rest.rfind("@", 0, cut)
+    if at != -1:
+        rest = "***@" + rest[at + 1 :]
+    return (head + sep + lead + rest)[:200]

@@ -1,0 +1,521 @@
+"""frames.py: the sans-I/O codec, byte-exact against RFC 6455 section 5.7."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gws
+from gws import frames
+from gws.frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RSV1,
+    FrameDecoder,
+    Message,
+    apply_mask,
+    encode_close_payload,
+    encode_frame,
+    is_valid_close_code,
+    parse_close_payload,
+)
+
+KEY = bytes.fromhex("37fa213d")  # the masking key of the RFC examples
+
+
+def decode_all(data: bytes, *, expect_masked: bool, chunk: int = 0, **kw) -> list:
+    """Decode ``data`` fed ``chunk`` bytes at a time (0: all at once)."""
+    decoder = FrameDecoder(expect_masked=expect_masked, **kw)
+    out = []
+    step = chunk or max(len(data), 1)
+    for i in range(0, len(data), step):
+        decoder.feed(data[i : i + step])
+        while True:
+            frame = decoder.next_frame()
+            if frame is None:
+                break
+            out.append(frame)
+    assert decoder.buffered == 0
+    return out
+
+
+def decode_error(data: bytes, *, expect_masked: bool, **kw) -> gws.ProtocolError:
+    decoder = FrameDecoder(expect_masked=expect_masked, **kw)
+    decoder.feed(data)
+    with pytest.raises(gws.ProtocolError) as info:
+        decoder.next_frame()
+    return info.value
+
+
+# -- RFC 6455 section 5.7 examples --------------------------------------------------
+
+RFC_UNMASKED_HELLO = bytes([0x81, 0x05, 0x48, 0x65, 0x6C, 0x6C, 0x6F])
+RFC_MASKED_HELLO = bytes([0x81, 0x85, 0x37, 0xFA, 0x21, 0x3D, 0x7F, 0x9F, 0x4D, 0x51, 0x58])
+RFC_FRAGMENTED = (bytes([0x01, 0x03, 0x48, 0x65, 0x6C]), bytes([0x80, 0x02, 0x6C, 0x6F]))
+RFC_PING = bytes([0x89, 0x05, 0x48, 0x65, 0x6C, 0x6C, 0x6F])
+RFC_MASKED_PONG = bytes([0x8A, 0x85, 0x37, 0xFA, 0x21, 0x3D, 0x7F, 0x9F, 0x4D, 0x51, 0x58])
+
+
+class TestRFCExamples:
+    def test_single_frame_unmasked_text(self):
+        assert encode_frame(OP_TEXT, b"Hello", mask=False) == RFC_UNMASKED_HELLO
+        (frame,) = decode_all(RFC_UNMASKED_HELLO, expect_masked=False)
+        assert frame == Message(True, False, False, False, OP_TEXT, False, b"Hello")
+
+    def test_single_frame_masked_text(self):
+        assert encode_frame(OP_TEXT, b"Hello", mask=True, mask_key=KEY) == RFC_MASKED_HELLO
+        (frame,) = decode_all(RFC_MASKED_HELLO, expect_masked=True)
+        assert frame.payload == b"Hello"
+        assert frame.mask is True and frame.fin is True and frame.opcode == OP_TEXT
+
+    def test_fragmented_unmasked_text(self):
+        first, second = RFC_FRAGMENTED
+        assert encode_frame(OP_TEXT, b"Hel", fin=False, mask=False) == first
+        assert encode_frame(OP_CONTINUATION, b"lo", mask=False) == second
+        f1, f2 = decode_all(first + second, expect_masked=False)
+        assert (f1.opcode, f1.fin, f1.payload) == (OP_TEXT, False, b"Hel")
+        assert (f2.opcode, f2.fin, f2.payload) == (OP_CONTINUATION, True, b"lo")
+
+    def test_unmasked_ping(self):
+        assert encode_frame(OP_PING, b"Hello", mask=False) == RFC_PING
+        (frame,) = decode_all(RFC_PING, expect_masked=False)
+        assert (frame.opcode, frame.payload) == (OP_PING, b"Hello")
+
+    def test_masked_pong(self):
+        assert encode_frame(OP_PONG, b"Hello", mask=True, mask_key=KEY) == RFC_MASKED_PONG
+        (frame,) = decode_all(RFC_MASKED_PONG, expect_masked=True)
+        assert (frame.opcode, frame.payload) == (OP_PONG, b"Hello")
+
+    def test_256_bytes_binary_header(self):
+        payload = bytes(range(256))
+        data = encode_frame(OP_BINARY, payload, mask=False)
+        assert data[:4] == bytes([0x82, 0x7E, 0x01, 0x00])
+        assert data[4:] == payload
+        (frame,) = decode_all(data, expect_masked=False)
+        assert frame.payload == payload
+
+    def test_64k_binary_header(self):
+        payload = bytes(65536)
+        data = encode_frame(OP_BINARY, payload, mask=False)
+        assert data[:10] == bytes([0x82, 0x7F, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00])
+        assert len(data) == 10 + 65536
+        (frame,) = decode_all(data, expect_masked=False)
+        assert frame.payload == payload
+
+
+# -- masking -------------------------------------------------------------------------
+
+
+class TestMasking:
+    @pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 7, 8, 125, 1000, 65537])
+    def test_apply_mask_is_its_own_inverse(self, n):
+        data = bytes((i * 7 + 3) % 256 for i in range(n))
+        masked = apply_mask(data, KEY)
+        assert len(masked) == n
+        assert apply_mask(masked, KEY) == data
+        # the RFC's definition, byte by byte
+        assert masked == bytes(b ^ KEY[i % 4] for i, b in enumerate(data))
+
+    def test_apply_mask_accepts_memoryview_and_bytearray(self):
+        data = b"Hello"
+        assert apply_mask(memoryview(data), KEY) == apply_mask(bytearray(data), KEY)
+        assert apply_mask(data, KEY) == RFC_MASKED_HELLO[6:]
+
+    def test_bad_key_length(self):
+        with pytest.raises(ValueError):
+            apply_mask(b"abc", b"\x00\x01\x02")
+
+    def test_masked_round_trip_with_pinned_key(self):
+        payload = b"x" * 300
+        data = encode_frame(OP_BINARY, payload, mask=True, mask_key=b"\x01\x02\x03\x04")
+        assert data[:4] == bytes([0x82, 0xFE, 0x01, 0x2C])
+        assert data[4:8] == b"\x01\x02\x03\x04"
+        assert data[8:] != payload
+        (frame,) = decode_all(data, expect_masked=True)
+        assert frame.payload == payload and frame.mask
+
+    def test_mask_key_comes_from_os_urandom(self, monkeypatch):
+        calls = []
+
+        def fake_urandom(n):
+            calls.append(n)
+            return KEY
+
+        monkeypatch.setattr(frames.os, "urandom", fake_urandom)
+        assert encode_frame(OP_TEXT, b"Hello") == RFC_MASKED_HELLO
+        assert calls == [4]
+
+    def test_fresh_key_per_frame(self):
+        keys = {encode_frame(OP_BINARY, b"abcd")[2:6] for _ in range(20)}
+        assert len(keys) > 1
+
+
+# -- lengths ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "header"),
+    [
+        (0, bytes([0x82, 0x00])),
+        (125, bytes([0x82, 125])),
+        (126, bytes([0x82, 126, 0x00, 0x7E])),
+        (65535, bytes([0x82, 126, 0xFF, 0xFF])),
+        (65536, bytes([0x82, 127]) + struct.pack("!Q", 65536)),
+    ],
+)
+@pytest.mark.parametrize("masked", [False, True])
+def test_length_boundaries(n, header, masked):
+    payload = bytes(i % 251 for i in range(n))
+    data = encode_frame(OP_BINARY, payload, mask=masked, mask_key=KEY)
+    if masked:
+        header = bytes([header[0], header[1] | 0x80]) + header[2:]
+        assert data == header + KEY + apply_mask(payload, KEY)
+    else:
+        assert data == header + payload
+    (frame,) = decode_all(data, expect_masked=masked)
+    assert frame.payload == payload
+    assert frame.len == n
+
+
+def test_decoder_wanted_tracks_the_header_then_the_payload():
+    decoder = FrameDecoder(expect_masked=False)
+    assert decoder.next_frame() is None and decoder.wanted == 2
+    decoder.feed(b"\x82\x7e")
+    assert decoder.next_frame() is None and decoder.wanted == 4
+    decoder.feed(b"\x01\x00")
+    assert decoder.next_frame() is None and decoder.wanted == 4 + 256
+    decoder.feed(b"\x82\x7f")
+    decoder = FrameDecoder(expect_masked=False)
+    decoder.feed(b"\x82\x7f\x00")
+    assert decoder.next_frame() is None and decoder.wanted == 10
+
+
+# -- chunking -----------------------------------------------------------------------------
+
+
+STREAM = b"".join(
+    [
+        RFC_UNMASKED_HELLO,
+        *RFC_FRAGMENTED,
+        RFC_PING,
+        encode_frame(OP_BINARY, bytes(300), mask=False),
+        encode_frame(OP_TEXT, "héllo wörld €".encode(), mask=False),
+        encode_frame(OP_CLOSE, encode_close_payload(1000, "bye"), mask=False),
+    ]
+)
+EXPECTED = [
+    (OP_TEXT, True, b"Hello"),
+    (OP_TEXT, False, b"Hel"),
+    (OP_CONTINUATION, True, b"lo"),
+    (OP_PING, True, b"Hello"),
+    (OP_BINARY, True, bytes(300)),
+    (OP_TEXT, True, "héllo wörld €".encode()),
+    (OP_CLOSE, True, b"\x03\xe8bye"),
+]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 10, 64, 0])
+def test_decoding_in_every_chunking(chunk):
+    frames_ = decode_all(STREAM, expect_masked=False, chunk=chunk)
+    assert [(f.opcode, f.fin, f.payload) for f in frames_] == EXPECTED
+
+
+def test_one_byte_at_a_time_yields_each_frame_on_its_last_byte():
+    decoder = FrameDecoder(expect_masked=False)
+    ends = []
+    for i in range(len(STREAM)):
+        decoder.feed(STREAM[i : i + 1])
+        frame = decoder.next_frame()
+        if frame is not None:
+            ends.append(i + 1)
+            assert decoder.next_frame() is None
+    lengths = [
+        len(RFC_UNMASKED_HELLO),
+        len(RFC_FRAGMENTED[0]),
+        len(RFC_FRAGMENTED[1]),
+        len(RFC_PING),
+        4 + 300,
+        2 + len("héllo wörld €".encode()),
+        2 + 5,
+    ]
+    expected_ends = [sum(lengths[: i + 1]) for i in range(len(lengths))]
+    assert ends == expected_ends
+
+
+def test_masked_stream_one_byte_at_a_time():
+    data = b"".join(
+        encode_frame(op, payload, fin=fin, mask=True, mask_key=KEY) for op, fin, payload in EXPECTED
+    )
+    frames_ = decode_all(data, expect_masked=True, chunk=1)
+    assert [(f.opcode, f.fin, f.payload) for f in frames_] == EXPECTED
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    messages=st.lists(
+        st.tuples(
+            st.sampled_from([OP_BINARY, OP_TEXT, OP_CONTINUATION, OP_PING, OP_PONG]),
+            st.binary(max_size=300),
+            st.booleans(),
+        ),
+        max_size=6,
+    ),
+    masked=st.booleans(),
+    chunk=st.integers(min_value=1, max_value=40),
+)
+def test_round_trip_property(messages, masked, chunk):
+    sent = []
+    data = b""
+    for opcode, payload, fin in messages:
+        if opcode >= OP_CLOSE:
+            payload, fin = payload[:125], True
+        if opcode == OP_TEXT:
+            payload = payload.decode("latin-1").encode("utf-8")[:300]
+            payload = payload.decode("utf-8", "ignore").encode("utf-8")
+        if opcode in (OP_TEXT, OP_CONTINUATION):
+            opcode = OP_BINARY  # keep the stream free of text-state checks here
+        sent.append((opcode, fin, payload))
+        data += encode_frame(opcode, payload, fin=fin, mask=masked)
+    got = decode_all(data, expect_masked=masked, chunk=chunk)
+    assert [(f.opcode, f.fin, f.payload) for f in got] == sent
+
+
+# -- protocol errors ---------------------------------------------------------------------
+
+
+class TestProtocolErrors:
+    @pytest.mark.parametrize("bits", [0x40, 0x20, 0x10, 0x70])
+    def test_reserved_bits_without_extension(self, bits):
+        err = decode_error(bytes([0x82 | bits, 0x00]), expect_masked=False)
+        assert err.code == 1002
+        assert "reserved" in str(err)
+
+    def test_rsv1_allowed_when_negotiated(self):
+        (frame,) = decode_all(bytes([0xC2, 0x01, 0x00]), expect_masked=False, rsv_allowed=RSV1)
+        assert frame.rsv1 is True
+        err = decode_error(bytes([0xA2, 0x00]), expect_masked=False, rsv_allowed=RSV1)
+        assert err.code == 1002
+
+    def test_rsv1_on_control_frame_even_when_negotiated(self):
+        err = decode_error(bytes([0xC9, 0x00]), expect_masked=False, rsv_allowed=RSV1)
+        assert err.code == 1002
+
+    @pytest.mark.parametrize("opcode", [3, 4, 5, 6, 7, 11, 12, 13, 14, 15])
+    def test_reserved_opcodes(self, opcode):
+        err = decode_error(bytes([0x80 | opcode, 0x00]), expect_masked=False)
+        assert err.code == 1002
+        assert str(opcode) in str(err)
+        assert type(err) is gws.ProtocolError
+
+    @pytest.mark.parametrize("opcode", [OP_CLOSE, OP_PING, OP_PONG])
+    def test_fragmented_control_frame(self, opcode):
+        err = decode_error(bytes([opcode, 0x00]), expect_masked=False)
+        assert err.code == 1002
+        assert "fragmented" in str(err)
+
+    @pytest.mark.parametrize("opcode", [OP_CLOSE, OP_PING, OP_PONG])
+    def test_oversized_control_frame_refused_on_its_header(self, opcode):
+        # 126 bytes declared, none of them sent yet
+        err = decode_error(bytes([0x80 | opcode, 126, 0x00, 126]), expect_masked=False)
+        assert err.code == 1002
+        assert "125" in str(err)
+
+    def test_control_frame_of_125_bytes_is_fine(self):
+        (frame,) = decode_all(encode_frame(OP_PING, bytes(125), mask=False), expect_masked=False)
+        assert frame.len == 125
+
+    def test_length_with_most_significant_bit(self):
+        data = bytes([0x82, 0x7F]) + struct.pack("!Q", 1 << 63)
+        err = decode_error(data, expect_masked=False)
+        assert err.code == 1002
+        err = decode_error(bytes([0x82, 0x7F]) + b"\xff" * 8, expect_masked=False, max_size=10)
+        assert err.code == 1002
+
+    def test_masked_frame_from_server(self):
+        err = decode_error(RFC_MASKED_HELLO, expect_masked=False)
+        assert err.code == 1002
+        assert "masked" in str(err)
+
+    def test_unmasked_frame_from_client(self):
+        err = decode_error(RFC_UNMASKED_HELLO, expect_masked=True)
+        assert err.code == 1002
+        assert "masked" in str(err)
+
+    def test_declared_length_over_max_size_before_payload(self):
+        decoder = FrameDecoder(expect_masked=False, max_size=1000)
+        decoder.feed(bytes([0x82, 126]) + struct.pack("!H", 1001))  # header only
+        with pytest.raises(gws.MessageTooBig) as info:
+            decoder.next_frame()
+        assert info.value.code == 1009
+        assert isinstance(info.value, gws.ProtocolError)
+
+    def test_64bit_length_over_max_size(self):
+        decoder = FrameDecoder(expect_masked=True, max_size=1 << 20)
+        decoder.feed(bytes([0x82, 0xFF]) + struct.pack("!Q", 1 << 40))
+        with pytest.raises(gws.MessageTooBig):
+            decoder.next_frame()
+
+    def test_length_equal_to_max_size_is_fine(self):
+        data = encode_frame(OP_BINARY, bytes(1000), mask=False)
+        (frame,) = decode_all(data, expect_masked=False, max_size=1000)
+        assert frame.len == 1000
+
+
+# -- close payloads -----------------------------------------------------------------------
+
+
+class TestClosePayload:
+    def test_encode(self):
+        assert encode_close_payload(1000, "bye") == b"\x03\xe8bye"
+        assert encode_close_payload(4000) == b"\x0f\xa0"
+        assert encode_close_payload(None) == b""
+        assert encode_close_payload(1001, "é") == b"\x03\xe9\xc3\xa9"
+
+    def test_encode_refuses(self):
+        with pytest.raises(ValueError):
+            encode_close_payload(None, "reason without code")
+        with pytest.raises(ValueError):
+            encode_close_payload(1000, "x" * 124)
+        encode_close_payload(1000, "x" * 123)
+        for code in (999, 1004, 1005, 1006, 1015, 5000):
+            with pytest.raises(ValueError):
+                encode_close_payload(code)
+
+    def test_parse(self):
+        assert parse_close_payload(b"") == (None, "")
+        assert parse_close_payload(b"\x03\xe8") == (1000, "")
+        assert parse_close_payload(b"\x0f\xa1" + "ça va".encode()) == (4001, "ça va")
+
+    @pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])
+    def test_invalid_codes_rejected(self, code):
+        with pytest.raises(gws.ProtocolError) as info:
+            parse_close_payload(struct.pack("!H", code))
+        assert info.value.code == 1002
+        assert not is_valid_close_code(code)
+
+    @pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1011, 1014, 3000, 4999])
+    def test_valid_codes(self, code):
+        assert is_valid_close_code(code)
+        assert parse_close_payload(struct.pack("!H", code)) == (code, "")
+
+    def test_one_byte_payload(self):
+        with pytest.raises(gws.ProtocolError) as info:
+            parse_close_payload(b"\x03")
+        assert info.value.code == 1002
+
+    def test_non_utf8_reason(self):
+        with pytest.raises(gws.ProtocolError) as info:
+            parse_close_payload(b"\x03\xe8\xff\xfe")
+        assert info.value.code == 1007
+
+
+# -- incremental UTF-8 check of partial text frames -----------------------------------------
+
+
+class TestPartialUtf8:
+    def test_invalid_byte_in_first_half_fails_before_the_frame_completes(self):
+        payload = b"valid start \xff" + b"a" * 100
+        data = encode_frame(OP_TEXT, payload, mask=False)
+        decoder = FrameDecoder(expect_masked=False)
+        decoder.feed(data[: len(data) // 2])
+        with pytest.raises(gws.ProtocolError) as info:
+            decoder.next_frame()
+        assert info.value.code == 1007
+
+    def test_masked_partial_frame(self):
+        payload = b"abcdefg\xc0\xaf" + b"z" * 100  # overlong encoding
+        data = encode_frame(OP_TEXT, payload, mask=True, mask_key=KEY)
+        decoder = FrameDecoder(expect_masked=True)
+        decoder.feed(data[:30])
+        with pytest.raises(gws.ProtocolError) as info:
+            decoder.next_frame()
+        assert info.value.code == 1007
+
+    def test_valid_text_split_inside_a_character_is_fine(self):
+        text = "€uro " * 40
+        data = encode_frame(OP_TEXT, text.encode(), mask=True, mask_key=KEY)
+        (frame,) = decode_all(data, expect_masked=True, chunk=1)
+        assert frame.payload.decode() == text
+
+    def test_continuation_frame_checked_too(self):
+        first = encode_frame(OP_TEXT, b"Hel", fin=False, mask=False)
+        cont = encode_frame(OP_CONTINUATION, b"lo \xff" + b"b" * 100, mask=False)
+        decoder = FrameDecoder(expect_masked=False)
+        decoder.feed(first + cont[:20])
+        assert decoder.next_frame().payload == b"Hel"
+        with pytest.raises(gws.ProtocolError) as info:
+            decoder.next_frame()
+        assert info.value.code == 1007
+
+    def test_continuation_finishing_a_character_from_the_previous_fragment(self):
+        euro = "€".encode()  # e2 82 ac, split across fragments
+        first = encode_frame(OP_TEXT, b"a" + euro[:1], fin=False, mask=False)
+        cont = encode_frame(OP_CONTINUATION, euro[1:] + b"b" * 200, mask=False)
+        frames_ = decode_all(first + cont, expect_masked=False, chunk=1)
+        assert b"".join(f.payload for f in frames_).decode() == "a€" + "b" * 200
+
+    @pytest.mark.parametrize("chunk", [1, 2, 3, 4, 0])
+    def test_masked_continuation_finishing_a_character(self, chunk):
+        emoji = "😀".encode()  # 4 bytes: 3 continuation bytes go to the next fragment
+        first = encode_frame(OP_TEXT, emoji[:1], fin=False, mask=True, mask_key=KEY)
+        cont = encode_frame(OP_CONTINUATION, emoji[1:] + b"c" * 50, mask=True, mask_key=KEY)
+        frames_ = decode_all(first + cont, expect_masked=True, chunk=chunk)
+        assert b"".join(f.payload for f in frames_).decode() == "😀" + "c" * 50
+
+    def test_stray_continuation_bytes_after_the_first_three_still_fail_early(self):
+        first = encode_frame(OP_TEXT, b"\xf0", fin=False, mask=False)
+        cont = encode_frame(OP_CONTINUATION, b"\x9f\x98\x80\x80" + b"d" * 100, mask=False)
+        decoder = FrameDecoder(expect_masked=False)
+        decoder.feed(first)
+        assert decoder.next_frame() is not None
+        with pytest.raises(gws.ProtocolError) as info:
+            for byte in cont[:30]:
+                decoder.feed(bytes([byte]))
+                decoder.next_frame()
+        assert info.value.code == 1007
+
+    def test_binary_frames_are_not_checked(self):
+        data = encode_frame(OP_BINARY, b"\xff" * 200, mask=False)
+        (frame,) = decode_all(data, expect_masked=False, chunk=7)
+        assert frame.payload == b"\xff" * 200
+
+    def test_compressed_text_frames_are_not_checked_as_text(self):
+        data = encode_frame(OP_TEXT, b"\xff\xfe" * 100, rsv1=True, mask=False)
+        (frame,) = decode_all(data, expect_masked=False, chunk=5, rsv_allowed=RSV1)
+        assert frame.rsv1 and frame.payload == b"\xff\xfe" * 100
+
+    def test_continuation_of_binary_message_not_checked(self):
+        data = encode_frame(OP_BINARY, b"\xff", fin=False, mask=False) + encode_frame(
+            OP_CONTINUATION, b"\xff" * 100, mask=False
+        )
+        frames_ = decode_all(data, expect_masked=False, chunk=3)
+        assert len(frames_) == 2
+
+
+# -- Message ------------------------------------------------------------------------------
+
+
+class TestMessage:
+    def test_defaults_are_the_seeds(self):
+        msg = Message()
+        assert (msg.fin, msg.rsv1, msg.rsv2, msg.rsv3) == (True, False, False, False)
+        assert msg.opcode == OP_BINARY and msg.mask is False and msg.payload == b""
+        assert msg.len == 0
+
+    def test_len_is_utf8_bytes(self):
+        assert Message(opcode=OP_TEXT, payload="héllo").len == 6
+        assert Message(payload=b"abc").len == 3
+
+    def test_equality_and_repr(self):
+        assert Message(payload=b"a") == Message(payload=b"a")
+        assert Message(payload=b"a") != Message(payload=b"b")
+        assert Message(payload=b"a") != Message(payload=b"a", fin=False)
+        assert "len=3" in repr(Message(payload=b"abc"))
+        assert Message().is_binary and Message(opcode=OP_TEXT).is_text
