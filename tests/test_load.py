@@ -27,6 +27,7 @@ from robust_helpers import (
     fd_count,
     live_greenlets,
     peak_rss_bytes,
+    release_free_memory,
     rss_bytes,
     settle,
     warm_up,
@@ -78,6 +79,7 @@ def _run(limit: int, compression: Optional[str]) -> None:
     conns: List[Optional[Tuple[Any, Any]]] = [None] * n
     failures: List[str] = []
     with gevent.Timeout(240), harness.no_leaks(join_timeout=60):
+        release_free_memory()
         rss_before = rss_bytes()
         srv = harness.ws(gws.echo)
         url = srv.url
@@ -121,6 +123,8 @@ def _run(limit: int, compression: Optional[str]) -> None:
 
         open_now = sum(1 for c in conns if c is not None and c[0].connection.state == 0)
         assert open_now == n, f"only {open_now} of {n} connections still open"
+        beating = sum(1 for c in conns if c is not None and not c[0].connection._heartbeat.dead)
+        assert beating == n, f"only {beating} of {n} heartbeat greenlets running"
         assert len(srv.pool) == n, "server does not hold every connection"
         rss_held = rss_bytes()
         greenlets_held = len(live_greenlets())
