@@ -29,16 +29,38 @@ from .handshake import (
     parse_response,
     split_tokens,
 )
-from .io import DEFAULT_MAX_SIZE, IO_OPTIONS, Connection, MessageLike, Reader, Writer, check_io_options, socket_io
+from .io import (
+    DEFAULT_MAX_SIZE,
+    IO_OPTIONS,
+    Connection,
+    MessageLike,
+    Reader,
+    Writer,
+    check_io_options,
+    socket_io,
+)
 from .url import split_url
 
 __all__ = ["connect", "open", "Response", "WebSocket", "CONNECT_OPTIONS"]
 
 log = logging.getLogger("gws")
 
-CONNECT_OPTIONS = frozenset(
-    ("path", "host", "port", "tls", "pathname", "subprotocol", "headers", "timeout", "compression")
-) | IO_OPTIONS
+CONNECT_OPTIONS = (
+    frozenset(
+        (
+            "path",
+            "host",
+            "port",
+            "tls",
+            "pathname",
+            "subprotocol",
+            "headers",
+            "timeout",
+            "compression",
+        )
+    )
+    | IO_OPTIONS
+)
 DEFAULT_TIMEOUT = 10000
 
 
@@ -249,7 +271,9 @@ def _handshake(
     except HandshakeError as exc:
         exc.body = buf[end:]
         raise
-    params = accept_response(offer[1] if offer else None, header_values(resp_headers, "Sec-WebSocket-Extensions"))
+    params = accept_response(
+        offer[1] if offer else None, header_values(resp_headers, "Sec-WebSocket-Extensions")
+    )
     deflate = PerMessageDeflate(params, is_client=True) if params else None
     extensions = {"permessage-deflate": params.__dict__.copy()} if params else {}
     response = Response(code, reason, version, resp_headers, sock, subprotocol, extensions)
@@ -409,7 +433,7 @@ class WebSocket:
     def __iter__(self) -> Iterator[Message]:
         return iter(self.read)
 
-    def __enter__(self) -> "WebSocket":
+    def __enter__(self) -> WebSocket:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -420,7 +444,9 @@ class WebSocket:
         return f"<gws.WebSocket {state} subprotocol={self.subprotocol!r}>"
 
 
-def open(url_or_options: Union[str, Mapping[str, Any], None] = None, /, **options: Any) -> WebSocket:  # noqa: A001
+def open(
+    url_or_options: Union[str, Mapping[str, Any], None] = None, /, **options: Any
+) -> WebSocket:  # noqa: A001
     """Open a WebSocket connection (the Pythonic face); raises on failure.
 
     Raises :class:`~gws.InvalidURL` for a bad URL or option,

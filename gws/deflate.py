@@ -25,6 +25,9 @@ __all__ = [
 
 EXTENSION = "permessage-deflate"
 _TAIL = b"\x00\x00\xff\xff"
+# zlib's deflate state is (1 << (window + 2)) + (1 << (mem_level + 9)) bytes:
+# 5 instead of the default 8 saves 112 KiB per compressing connection.
+_MEM_LEVEL = 5
 _FLAGS = ("server_no_context_takeover", "client_no_context_takeover")
 _BITS = ("server_max_window_bits", "client_max_window_bits")
 ParamValue = Union[bool, int]
@@ -145,7 +148,9 @@ def accept_response(offer: Optional[Offer], values: List[str]) -> Optional[Defla
     if not extensions:
         return None
     if offer is None:
-        raise HandshakeError(f"server accepted extension {extensions[0][0]!r}, which was not offered")
+        raise HandshakeError(
+            f"server accepted extension {extensions[0][0]!r}, which was not offered"
+        )
     if len(extensions) > 1 or extensions[0][0].lower() != EXTENSION:
         names = ", ".join(name for name, _ in extensions)
         raise HandshakeError(f"server accepted extensions that were not offered: {names}")
@@ -165,7 +170,9 @@ def accept_response(offer: Optional[Offer], values: List[str]) -> Optional[Defla
             server_bits = _bits(seen["server_max_window_bits"], "server_max_window_bits")
             asked = offer.get("server_max_window_bits")
             if isinstance(asked, int) and server_bits > asked:
-                raise ValueError(f"server_max_window_bits {server_bits} exceeds the offered {asked}")
+                raise ValueError(
+                    f"server_max_window_bits {server_bits} exceeds the offered {asked}"
+                )
         elif "server_max_window_bits" in offer:
             raise ValueError("server ignored the server_max_window_bits we required")
         if "server_no_context_takeover" in offer and "server_no_context_takeover" not in seen:
@@ -260,7 +267,9 @@ class PerMessageDeflate:
         """Compress one message (or one fragment of it, ``fin=False``)."""
         comp = self._comp
         if comp is None:
-            comp = self._comp = zlib.compressobj(self._level, zlib.DEFLATED, self._out_bits)
+            comp = self._comp = zlib.compressobj(
+                self._level, zlib.DEFLATED, self._out_bits, _MEM_LEVEL
+            )
         out = comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
         if fin:
             if out.endswith(_TAIL):

@@ -134,9 +134,9 @@ def apply_mask(data: Union[bytes, bytearray, memoryview], key: bytes) -> bytes:
         raise ValueError("mask key must be 4 bytes")
     # One big-integer XOR beats any per-byte loop by two orders of magnitude.
     repeated = key * ((n >> 2) + 1)
-    return (
-        int.from_bytes(data, "little") ^ int.from_bytes(repeated[:n], "little")
-    ).to_bytes(n, "little")
+    return (int.from_bytes(data, "little") ^ int.from_bytes(repeated[:n], "little")).to_bytes(
+        n, "little"
+    )
 
 
 def encode_frame(
@@ -248,7 +248,9 @@ class FrameDecoder:
         if have < end:
             self.wanted = end
             opcode = b0 & 0x0F
-            if (opcode == OP_TEXT and not b0 & RSV1) or (opcode == OP_CONTINUATION and self._in_text):
+            if (opcode == OP_TEXT and not b0 & RSV1) or (
+                opcode == OP_CONTINUATION and self._in_text
+            ):
                 self._check_partial(pos, have, masked)
             return None
         if masked:
@@ -287,7 +289,9 @@ class FrameDecoder:
             # Up to 3 leading bytes may finish a character begun in the
             # previous fragment; the engine checks those with full state.
             # They may arrive over several reads: skip until the first other byte.
-            while start < have and start < pos + 3 and self._byte(start, pos, masked) & 0xC0 == 0x80:
+            while (
+                start < have and start < pos + 3 and self._byte(start, pos, masked) & 0xC0 == 0x80
+            ):
                 start += 1
             if start < have or start >= pos + 3:
                 self._skipping = False
@@ -354,7 +358,7 @@ def encode_close_payload(code: Optional[int], reason: str = "") -> bytes:
     return data
 
 
-def parse_close_payload(payload: bytes) -> "tuple[Optional[int], str]":
+def parse_close_payload(payload: bytes) -> tuple[Optional[int], str]:
     """Return ``(code, reason)`` of a close frame, code None when absent.
 
     Raises :class:`ProtocolError` (1002) for a one-byte payload or an invalid

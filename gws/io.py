@@ -37,7 +37,15 @@ from .frames import (
     parse_close_payload,
 )
 
-__all__ = ["wrap_io", "socket_io", "Reader", "Writer", "Connection", "IO_OPTIONS", "DEFAULT_MAX_SIZE"]
+__all__ = [
+    "wrap_io",
+    "socket_io",
+    "Reader",
+    "Writer",
+    "Connection",
+    "IO_OPTIONS",
+    "DEFAULT_MAX_SIZE",
+]
 
 log = logging.getLogger("gws")
 
@@ -194,7 +202,9 @@ class Connection:
         if opcode >= OP_CLOSE:
             if opcode == OP_PING:
                 if self.state == OPEN:
-                    self._send(Message(True, False, False, False, OP_PONG, self.mask, frame.payload))
+                    self._send(
+                        Message(True, False, False, False, OP_PONG, self.mask, frame.payload)
+                    )
             elif opcode == OP_CLOSE:
                 self._on_close(frame.payload)
                 if self.fragments:
@@ -422,7 +432,10 @@ class Connection:
         except (TypeError, ValueError) as exc:
             return False, str(exc)
         if self.state != OPEN:
-            return False, "connection is closed" if self.state == CLOSED else "connection is closing"
+            return (
+                False,
+                "connection is closed" if self.state == CLOSED else "connection is closing",
+            )
         opcode = frame.opcode
         if opcode >= OP_CLOSE:
             if opcode == OP_CLOSE:
@@ -476,7 +489,9 @@ class Connection:
                 if self.last_rx >= waiting_since:
                     waiting_since = None
                 elif now >= waiting_since + timeout:
-                    log.info("no frame from the peer for %.3f s: heartbeat timeout", now - waiting_since)
+                    log.info(
+                        "no frame from the peer for %.3f s: heartbeat timeout", now - waiting_since
+                    )
                     self._abort("heartbeat timeout")
                     return
             if now >= next_ping:
@@ -726,4 +741,3 @@ def socket_io(
         )
 
     return raw_read, raw_write
-

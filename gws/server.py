@@ -74,7 +74,9 @@ def accept(
     unknown = set(io_options) - IO_OPTIONS
     if unknown:
         raise ValueError(f"unknown option {sorted(unknown)[0]!r}")
-    timer = gevent.Timeout(None if timeout is None else timeout / 1000.0, HandshakeError("handshake timed out", 408))
+    timer = gevent.Timeout(
+        None if timeout is None else timeout / 1000.0, HandshakeError("handshake timed out", 408)
+    )
     timer.start()
     try:
         buf = b""

@@ -27,8 +27,7 @@ class Url(NamedTuple):
     def __repr__(self) -> str:
         # Credentials never appear in a repr, log line or error string.
         return (
-            f"Url(host={self.host!r}, port={self.port}, tls={self.tls}, "
-            f"pathname={self.pathname!r})"
+            f"Url(host={self.host!r}, port={self.port}, tls={self.tls}, pathname={self.pathname!r})"
         )
 
     @property
