@@ -141,13 +141,26 @@ class Connection:
         self._utf8: Any = None
         self._out_compressing: Optional[bool] = None
         self.last_rx = monotonic()
-        self._heartbeat: Optional[gevent.Greenlet] = None
-        interval = _ms(options, "heartbeat", None)
-        if interval is not None:
-            opcode = options.get("heartbeat_opcode", OP_PING)
-            default_timeout = options.get("heartbeat", None) if opcode == OP_PING else None
-            timeout = _ms(options, "heartbeat_timeout", default_timeout)
-            self._heartbeat = gevent.spawn(self._heartbeat_loop, interval, timeout, opcode)
+        # The heartbeat is a loop timer (a few hundred bytes) that spawns a
+        # short-lived greenlet per step, not a greenlet per connection that
+        # sleeps between pings (about 6 KiB of saved stack each).
+        self._hb_timer: Any = None
+        self._hb_step: Optional[gevent.Greenlet] = None
+        self._hb_interval = _ms(options, "heartbeat", None)
+        self._hb_timeout: Optional[float] = None
+        self._hb_opcode = OP_PING
+        self._waiting_since: Optional[float] = None  # oldest unanswered ping
+        if self._hb_interval is not None:
+            self._hb_opcode = options.get("heartbeat_opcode", OP_PING)
+            default_timeout = options.get("heartbeat") if self._hb_opcode == OP_PING else None
+            self._hb_timeout = _ms(options, "heartbeat_timeout", default_timeout)
+            self._next_ping = monotonic() + self._hb_interval
+            self._schedule_heartbeat(self._hb_interval)
+
+    @property
+    def heartbeat_active(self) -> bool:
+        """Whether a heartbeat is scheduled or running for this connection."""
+        return self._hb_timer is not None or self._hb_step is not None
 
     # -- reading -------------------------------------------------------------
 
@@ -185,7 +198,7 @@ class Connection:
             else:
                 self._abort("connection closed without a close frame")
             return None
-        if self._heartbeat is not None:
+        if self._hb_interval is not None:
             self.last_rx = monotonic()
         return frame
 
@@ -367,10 +380,14 @@ class Connection:
         except Exception as exc:  # noqa: BLE001
             log.debug("error while closing the stream: %s", exc)
         self.closed.set()
-        hb = self._heartbeat
-        if hb is not None and hb is not gevent.getcurrent():
-            hb.kill(block=False)
-        self._heartbeat = None
+        timer = self._hb_timer
+        if timer is not None:
+            timer.close()
+            self._hb_timer = None
+        step = self._hb_step
+        if step is not None and step is not gevent.getcurrent():
+            step.kill(block=False)
+            self._hb_step = None
 
     def close(self, code: Optional[int] = 1000, reason: str = "") -> WriteResult:
         """Start the close handshake and wait for it, at most ``close_timeout``."""
@@ -473,34 +490,54 @@ class Connection:
 
     # -- heartbeat ---------------------------------------------------------------
 
-    def _heartbeat_loop(self, interval: float, timeout: Optional[float], opcode: int) -> None:
-        next_ping = monotonic() + interval
-        waiting_since: Optional[float] = None  # when the oldest unanswered ping went out
-        while True:
-            wake = next_ping if waiting_since is None else min(next_ping, waiting_since + timeout)
-            gevent.sleep(max(wake - monotonic(), 0))
-            if self.state != OPEN:
-                return
-            now = monotonic()
-            if waiting_since is not None:
-                stale = self.last_rx < waiting_since and now >= waiting_since + timeout
-                if stale and not self._bounded(timeout, self._pump):
-                    return
-                if self.last_rx >= waiting_since:
-                    waiting_since = None
-                elif now >= waiting_since + timeout:
-                    log.info(
-                        "no frame from the peer for %.3f s: heartbeat timeout", now - waiting_since
-                    )
-                    self._abort("heartbeat timeout")
-                    return
-            if now >= next_ping:
-                ping = Message(True, False, False, False, opcode, self.mask, b"")
-                if not self._bounded(timeout, self._send, ping) or self.state == CLOSED:
-                    return
-                next_ping = now + interval
-                if timeout is not None and waiting_since is None:
-                    waiting_since = now
+    def _schedule_heartbeat(self, delay: float) -> None:
+        timer = self._hb_timer = gevent.get_hub().loop.timer(max(delay, 0.0))
+        timer.start(self._spawn_heartbeat_step)
+
+    def _spawn_heartbeat_step(self) -> None:
+        # Runs in the hub, which must not block: the step gets its own greenlet.
+        if self._hb_timer is not None:
+            self._hb_timer.close()
+            self._hb_timer = None
+        if self.state == OPEN:
+            self._hb_step = gevent.spawn(self._heartbeat_step)
+
+    def _heartbeat_step(self) -> None:
+        try:
+            delay = self._heartbeat_once()
+        finally:
+            self._hb_step = None
+        if delay is not None and self.state == OPEN:
+            self._schedule_heartbeat(delay)
+
+    def _heartbeat_once(self) -> Optional[float]:
+        """Check the oldest unanswered ping, send a ping when due; return the
+        delay until the next step, or None once the connection is gone."""
+        interval = self._hb_interval
+        timeout = self._hb_timeout
+        assert interval is not None
+        now = monotonic()
+        waiting = self._waiting_since
+        if waiting is not None:
+            assert timeout is not None
+            stale = self.last_rx < waiting and now >= waiting + timeout
+            if stale and not self._bounded(timeout, self._pump):
+                return None
+            if self.last_rx >= waiting:
+                waiting = self._waiting_since = None
+            elif now >= waiting + timeout:
+                log.info("no frame from the peer for %.3f s: heartbeat timeout", now - waiting)
+                self._abort("heartbeat timeout")
+                return None
+        if now >= self._next_ping:
+            ping = Message(True, False, False, False, self._hb_opcode, self.mask, b"")
+            if not self._bounded(timeout, self._send, ping) or self.state == CLOSED:
+                return None
+            self._next_ping = now + interval
+            if timeout is not None and waiting is None:
+                waiting = self._waiting_since = now
+        wake = self._next_ping if waiting is None else min(self._next_ping, waiting + timeout)  # type: ignore[operator]
+        return wake - monotonic()
 
     def _bounded(self, timeout: Optional[float], func: Callable[..., Any], *args: Any) -> bool:
         """Run a heartbeat step; one still blocked after ``timeout`` (the write

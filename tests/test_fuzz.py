@@ -762,7 +762,7 @@ def test_engine_never_raises(
         options["heartbeat"] = heartbeat
     read, write = gws.wrap_io(raw_read, raw_write, options, deflate=deflate)
     conn = read.connection
-    hb = conn._heartbeat
+    hb = conn.heartbeat_active
 
     def check_message(msg: Message) -> None:
         assert isinstance(msg, Message)
@@ -815,9 +815,9 @@ def test_engine_never_raises(
         assert f.mask == mask
         if f.opcode in (OP_PING, OP_PONG):
             assert f.fin and len(f.payload) <= 125
-    if hb is not None:
+    if hb:
         gevent.sleep(0)
-        assert hb.dead, "heartbeat greenlet outlived the connection"
+        assert not conn.heartbeat_active, "heartbeat outlived the connection"
 
 
 @FUZZ

@@ -123,8 +123,8 @@ def _run(limit: int, compression: Optional[str]) -> None:
 
         open_now = sum(1 for c in conns if c is not None and c[0].connection.state == 0)
         assert open_now == n, f"only {open_now} of {n} connections still open"
-        beating = sum(1 for c in conns if c is not None and not c[0].connection._heartbeat.dead)
-        assert beating == n, f"only {beating} of {n} heartbeat greenlets running"
+        beating = sum(1 for c in conns if c is not None and c[0].connection.heartbeat_active)
+        assert beating == n, f"only {beating} of {n} heartbeats running"
         assert len(srv.pool) == n, "server does not hold every connection"
         rss_held = rss_bytes()
         greenlets_held = len(live_greenlets())
