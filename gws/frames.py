@@ -125,8 +125,12 @@ class Message:
         )
 
 
-def apply_mask(data: Union[bytes, bytearray, memoryview], key: bytes) -> bytes:
-    """XOR ``data`` with the 4-byte masking ``key`` (masking is its own inverse)."""
+def py_apply_mask(data: Union[bytes, bytearray, memoryview], key: bytes) -> bytes:
+    """XOR ``data`` with the 4-byte masking ``key`` (masking is its own inverse).
+
+    The pure-Python implementation; :func:`apply_mask` is the C one when
+    ``gws._speedups`` is built (set ``GWS_NO_SPEEDUPS=1`` to force this one).
+    """
     n = len(data)
     if n == 0:
         return b""
@@ -137,6 +141,14 @@ def apply_mask(data: Union[bytes, bytearray, memoryview], key: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(repeated[:n], "little")).to_bytes(
         n, "little"
     )
+
+
+apply_mask = py_apply_mask
+if not os.environ.get("GWS_NO_SPEEDUPS"):
+    try:
+        from ._speedups import apply_mask  # type: ignore[no-redef]  # noqa: F811
+    except ImportError:  # not compiled: the pure-Python XOR serves
+        pass
 
 
 def encode_frame(
@@ -253,10 +265,20 @@ class FrameDecoder:
             ):
                 self._check_partial(pos, have, masked)
             return None
-        if masked:
-            payload = apply_mask(buf[pos:end], bytes(buf[pos - 4 : pos]))
-        else:
+        if length < 4096:
             payload = bytes(buf[pos:end])
+            if masked:
+                payload = apply_mask(payload, bytes(buf[pos - 4 : pos]))
+        else:
+            # Slicing a bytearray copies; a memoryview slice copies only once.
+            view = memoryview(buf)
+            try:
+                if masked:
+                    payload = apply_mask(view[pos:end], bytes(view[pos - 4 : pos]))
+                else:
+                    payload = bytes(view[pos:end])
+            finally:
+                view.release()
         del buf[:end]
         self.wanted = 2
         self._partial = None
