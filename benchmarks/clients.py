@@ -23,6 +23,7 @@ import argparse
 import base64
 import faulthandler
 import hashlib
+import importlib.util
 import inspect
 import json
 import os
@@ -329,7 +330,8 @@ def open_gws(url: str, workload: str, payload: Any, heartbeat: Optional[int] = N
     def close() -> None:
         write.close(1000, "")
 
-    return rt, close, {"extensions": list(res.extensions)}
+    speedups = importlib.util.find_spec("gws._speedups") is not None
+    return rt, close, {"extensions": list(res.extensions), "speedups": speedups}
 
 
 def import_websocket_client(with_wsaccel: bool) -> Any:

@@ -207,6 +207,7 @@ def gws_version() -> Dict[str, Any]:
         import gws
 
         info["version"] = getattr(gws, "__version__", None)
+        info["speedups"] = importlib.util.find_spec("gws._speedups") is not None
     except Exception as exc:  # noqa: BLE001 - reported, not fatal here
         info["error"] = f"{type(exc).__name__}: {exc}"
     finally:
@@ -696,6 +697,8 @@ def markdown(report: Dict[str, Any]) -> str:
     gws_desc = f"gws {g.get('version')}"
     if g.get("commit"):
         gws_desc += f" (git {g['commit']}{', modified' if g.get('dirty') else ''})"
+    if "speedups" in g:
+        gws_desc += " with its C speedups" if g["speedups"] else " without C speedups"
     if srv["kind"] == "node":
         server_desc = (
             f"Node {srv.get('node')} `ws` {srv.get('ws')} + `bufferutil` "

@@ -202,6 +202,19 @@ class FrameDecoder:
     state across fragments stays the engine's job.
     """
 
+    __slots__ = (
+        "expect_masked",
+        "max_size",
+        "rsv_allowed",
+        "buffer",
+        "wanted",
+        "_in_text",
+        "_in_message",
+        "_partial",
+        "_checked",
+        "_skipping",
+    )
+
     def __init__(
         self,
         *,

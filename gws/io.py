@@ -107,6 +107,41 @@ def check_io_options(options: Mapping[str, Any]) -> None:
 class Connection:
     """State shared by one connection's ``read`` and ``write``."""
 
+    __slots__ = (
+        "raw_read",
+        "raw_write",
+        "mask",
+        "is_client",
+        "max_size",
+        "fragments",
+        "close_timeout",
+        "deflate",
+        "state",
+        "close_sent",
+        "close_code",
+        "close_reason",
+        "error",
+        "closed",
+        "write_lock",
+        "read_lock",
+        "pending",
+        "last_rx",
+        "_frag_opcode",
+        "_frag_parts",
+        "_frag_size",
+        "_frag_compressed",
+        "_utf8",
+        "_out_compressing",
+        "_hb_timer",
+        "_hb_step",
+        "_hb_interval",
+        "_hb_timeout",
+        "_hb_opcode",
+        "_waiting_since",
+        "_next_ping",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         raw_read: RawRead,
