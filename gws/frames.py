@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import os
 import struct
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 from .errors import MessageTooBig, ProtocolError
 
@@ -192,9 +192,12 @@ class FrameDecoder:
     permessage-deflate). ``max_size``: data frames declaring a longer payload
     are refused with :class:`MessageTooBig` before any of it is buffered.
 
-    ``next_frame()`` returns a :class:`Message` (payload unmasked, ``bytes``)
-    or ``None`` when more bytes are needed; ``wanted`` then tells how many
-    buffered bytes the next frame needs in total.
+    ``decode_text``: return each unfragmented, uncompressed text frame with
+    its payload decoded to ``str`` (1007 if it is not UTF-8).
+
+    ``next_frame()`` returns a :class:`Message` (payload unmasked, ``bytes``
+    except as ``decode_text`` says) or ``None`` when more bytes are needed;
+    ``wanted`` then tells how many buffered bytes the next frame needs in total.
 
     While an uncompressed text frame is still arriving, the bytes received so
     far are checked as UTF-8, so invalid text fails (1007) in the read where
@@ -204,6 +207,7 @@ class FrameDecoder:
 
     __slots__ = (
         "expect_masked",
+        "decode_text",
         "max_size",
         "rsv_allowed",
         "buffer",
@@ -213,6 +217,7 @@ class FrameDecoder:
         "_partial",
         "_checked",
         "_skipping",
+        "_pieces",
     )
 
     def __init__(
@@ -221,8 +226,10 @@ class FrameDecoder:
         expect_masked: bool,
         max_size: Optional[int] = None,
         rsv_allowed: int = 0,
+        decode_text: bool = False,
     ) -> None:
         self.expect_masked = expect_masked
+        self.decode_text = decode_text
         self.max_size = max_size
         self.rsv_allowed = rsv_allowed
         self.buffer = bytearray()
@@ -232,6 +239,7 @@ class FrameDecoder:
         self._partial: Optional[codecs.IncrementalDecoder] = None
         self._checked = 0
         self._skipping = False
+        self._pieces: List[str] = []
 
     def feed(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Append bytes received from the peer."""
@@ -294,8 +302,23 @@ class FrameDecoder:
                 view.release()
         del buf[:end]
         self.wanted = 2
-        self._partial = None
         opcode = b0 & 0x0F
+        partial = self._partial
+        self._partial = None
+        if self.decode_text and opcode == OP_TEXT and b0 & 0x81 == 0x81 and not b0 & RSV1:
+            # A whole text message: decode it here, finishing the decoding
+            # the partial checks began rather than decoding it all again.
+            try:
+                if partial is None:
+                    payload = payload.decode("utf-8")  # type: ignore[assignment]
+                else:
+                    pieces = self._pieces
+                    pieces.append(partial.decode(payload[self._checked - pos :], True))
+                    payload = "".join(pieces)  # type: ignore[assignment]
+            except UnicodeDecodeError:
+                raise ProtocolError("text message is not valid UTF-8", 1007) from None
+        if self._pieces:
+            self._pieces = []
         if opcode < OP_CLOSE:
             fin = b0 & 0x80
             if opcode != OP_CONTINUATION:
@@ -339,9 +362,11 @@ class FrameDecoder:
             key = bytes(buf[pos - 4 : pos])
             chunk = apply_mask(chunk, key[offset:] + key[:offset])
         try:
-            self._partial.decode(chunk, False)
+            text = self._partial.decode(chunk, False)
         except UnicodeDecodeError:
             raise ProtocolError("text message is not valid UTF-8", 1007) from None
+        if self.decode_text and buf[0] & 0x8F == 0x80 | OP_TEXT:
+            self._pieces.append(text)
         self._checked = have
 
     def _byte(self, index: int, pos: int, masked: int) -> int:

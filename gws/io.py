@@ -260,6 +260,8 @@ class Connection:
                 return None
             return frame if self.fragments else _MORE
         if self.fragments:
+            if isinstance(frame.payload, str):  # frames keep their raw bytes
+                frame.payload = frame.payload.encode("utf-8")
             return frame
         try:
             return self._assemble(frame)
@@ -289,7 +291,7 @@ class Connection:
                     payload = self.deflate.decompress(payload, True, max_size)  # type: ignore[union-attr]
                 elif max_size is not None and len(payload) > max_size:
                     raise ProtocolError(f"message exceeds max_size {max_size}", 1009)
-                if opcode == OP_TEXT:
+                if opcode == OP_TEXT and not isinstance(payload, str):
                     try:
                         payload = payload.decode("utf-8")
                     except UnicodeDecodeError:
@@ -762,10 +764,14 @@ def socket_io(
     """Adapt a connected gevent socket into ``(raw_read, raw_write)``.
 
     ``mask``: we are the client (mask what we send, expect unmasked frames).
-    ``initial``: bytes already read past the handshake. Protocol errors in
-    received frames raise :class:`~gws.errors.ProtocolError` from raw_read.
+    ``initial``: bytes already read past the handshake. Unfragmented text
+    frames come back with ``str`` payloads (decoded once, while checked).
+    Protocol errors in received frames raise
+    :class:`~gws.errors.ProtocolError` from raw_read.
     """
-    decoder = FrameDecoder(expect_masked=not mask, max_size=max_size, rsv_allowed=rsv_allowed)
+    decoder = FrameDecoder(
+        expect_masked=not mask, max_size=max_size, rsv_allowed=rsv_allowed, decode_text=True
+    )
     if initial:
         decoder.feed(initial)
     recv_into = sock.recv_into

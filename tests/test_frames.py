@@ -564,3 +564,23 @@ def test_codec_round_trip_with_pure_python_masking(monkeypatch, size: int) -> No
     decoder.feed(wire)
     frame = decoder.next_frame()
     assert frame is not None and frame.payload == payload and frame.mask
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 10, 64, 0])
+def test_decode_text_gives_str_in_every_chunking(chunk):
+    frames_ = [f for f in decode_all(STREAM, expect_masked=False, chunk=chunk, decode_text=True)]
+    got = [(f.opcode, f.fin, f.payload) for f in frames_]
+    # whole text frames are str; fragments of a text message stay bytes
+    assert got[0] == (OP_TEXT, True, "Hello")
+    assert got[1] == (OP_TEXT, False, b"Hel")
+    assert got[2] == (OP_CONTINUATION, True, b"lo")
+    assert got[5] == (OP_TEXT, True, "héllo wörld €")
+    assert [g[2] for g in got[3:5]] == [b"Hello", bytes(300)]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 0])
+def test_decode_text_rejects_invalid_utf8_with_1007(chunk):
+    wire = encode_frame(OP_TEXT, b"ok \xff no", mask=False)
+    with pytest.raises(gws.ProtocolError) as info:
+        decode_all(wire, expect_masked=False, chunk=chunk, decode_text=True)
+    assert info.value.code == 1007
