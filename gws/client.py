@@ -23,7 +23,6 @@ from .handshake import (
     Headers,
     build_request,
     check_response,
-    find_head_end,
     header_values,
     make_key,
     parse_response,
@@ -37,6 +36,7 @@ from .io import (
     Reader,
     Writer,
     check_io_options,
+    read_head,
     socket_io,
 )
 from .url import split_url
@@ -256,20 +256,12 @@ def _handshake(
     except ValueError as exc:
         raise InvalidURL(str(exc)) from None
     sock.sendall(request)
-    buf = b""
-    while True:
-        chunk = sock.recv(16384)
-        if not chunk:
-            raise HandshakeError("connection closed during the opening handshake")
-        buf += chunk
-        end = find_head_end(buf, MAX_HEAD)
-        if end != -1:
-            break
-    version, code, reason, resp_headers = parse_response(buf[:end])
+    head, rest = read_head(sock, MAX_HEAD)
+    version, code, reason, resp_headers = parse_response(head)
     try:
         subprotocol = check_response(code, reason, resp_headers, key, subprotocols)
     except HandshakeError as exc:
-        exc.body = buf[end:]
+        exc.body = rest
         raise
     params = accept_response(
         offer[1] if offer else None, header_values(resp_headers, "Sec-WebSocket-Extensions")
@@ -277,7 +269,7 @@ def _handshake(
     deflate = PerMessageDeflate(params, is_client=True) if params else None
     extensions = {"permessage-deflate": params.__dict__.copy()} if params else {}
     response = Response(code, reason, version, resp_headers, sock, subprotocol, extensions)
-    return response, deflate, buf[end:]
+    return response, deflate, rest
 
 
 def _establish(url_or_options: Any, options: Mapping[str, Any]) -> Tuple[Response, Reader, Writer]:

@@ -20,6 +20,7 @@ __all__ = [
     "GUID",
     "MAX_HEAD",
     "Headers",
+    "HeadTooLarge",
     "make_key",
     "accept_key",
     "build_request",
@@ -43,6 +44,10 @@ Headers = List[Tuple[str, str]]
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _SENSITIVE = frozenset(("authorization", "proxy-authorization", "cookie", "set-cookie"))
+
+
+class HeadTooLarge(HandshakeError):
+    """The handshake head grew past :data:`MAX_HEAD` (a server answers 431)."""
 
 
 def make_key() -> str:
@@ -119,10 +124,10 @@ def find_head_end(buf: bytes, limit: int = MAX_HEAD) -> int:
     end = buf.find(b"\r\n\r\n")
     if end == -1:
         if len(buf) > limit:
-            raise HandshakeError(f"handshake headers larger than {limit} bytes")
+            raise HeadTooLarge(f"handshake headers larger than {limit} bytes")
         return -1
     if end + 4 > limit:
-        raise HandshakeError(f"handshake headers larger than {limit} bytes")
+        raise HeadTooLarge(f"handshake headers larger than {limit} bytes")
     return end + 4
 
 

@@ -22,7 +22,7 @@ from gevent.lock import Semaphore
 from gevent.monkey import get_original
 
 from .deflate import PerMessageDeflate
-from .errors import ProtocolError
+from .errors import HandshakeError, ProtocolError
 from .frames import (
     OP_BINARY,
     OP_CLOSE,
@@ -36,6 +36,7 @@ from .frames import (
     encode_frame,
     parse_close_payload,
 )
+from .handshake import MAX_HEAD, find_head_end
 
 __all__ = [
     "wrap_io",
@@ -362,14 +363,14 @@ class Connection:
         finally:
             timer.close()
 
-    def _finish(self, error: Optional[str]) -> None:
+    def _finish(self, error: Optional[str], drain: bool = True) -> None:
         """Close handshake done (or given up): drain to EOF as a client, then close."""
         if self.state == CLOSED:
             return
         self.state = CLOSED
         if error is not None and self.error is None:
             self.error = error
-        if self.is_client and self.close_timeout:
+        if drain and self.is_client and self.close_timeout:
             # RFC 6455 7.1.1: the server closes TCP first; wait for it, bounded.
             timer = gevent.Timeout(self.close_timeout)
             timer.start()
@@ -403,15 +404,10 @@ class Connection:
 
     def _abort(self, error: Optional[str]) -> None:
         """Drop the connection now (EOF, socket error, heartbeat timeout)."""
-        if self.state == CLOSED:
-            return
-        self.state = CLOSED
-        if error is not None and self.error is None:
-            self.error = error
-        if self.close_code is None:
+        if self.state != CLOSED and self.close_code is None:
             self.close_code = 1006
             self.close_reason = ""
-        self._shutdown()
+        self._finish(error, drain=False)
 
     def _shutdown(self) -> None:
         self.state = CLOSED
@@ -751,6 +747,24 @@ def wrap_io(
         raise ValueError(f"unknown wrap_io option {sorted(unknown)[0]!r}")
     conn = Connection(raw_read, raw_write, opts, deflate)
     return Reader(conn), Writer(conn)
+
+
+def read_head(sock: Any, limit: int = MAX_HEAD) -> Tuple[bytes, bytes]:
+    """Read one HTTP head (through its blank line) from ``sock``.
+
+    Returns ``(head, bytes received after it)``. Raises
+    :class:`~gws.errors.HandshakeError` when the peer closes first or the head
+    grows past ``limit`` bytes.
+    """
+    buf = b""
+    while True:
+        chunk = sock.recv(16384)
+        if not chunk:
+            raise HandshakeError("connection closed during the opening handshake")
+        buf += chunk
+        end = find_head_end(buf, limit)
+        if end != -1:
+            return buf[:end], buf[end:]
 
 
 def socket_io(

@@ -21,15 +21,15 @@ from .frames import RSV1, Message
 from .handshake import (
     MAX_HEAD,
     Headers,
+    HeadTooLarge,
     build_accept,
     build_reject,
     check_request,
-    find_head_end,
     header_values,
     parse_request,
     split_tokens,
 )
-from .io import DEFAULT_MAX_SIZE, IO_OPTIONS, Connection, Reader, Writer, socket_io
+from .io import DEFAULT_MAX_SIZE, IO_OPTIONS, Connection, Reader, Writer, read_head, socket_io
 
 __all__ = ["Request", "accept", "serve", "echo", "Handler"]
 
@@ -79,20 +79,13 @@ def accept(
     )
     timer.start()
     try:
-        buf = b""
-        while True:
-            chunk = sock.recv(16384)
-            if not chunk:
-                raise HandshakeError("client closed the connection during the handshake", 400)
-            buf += chunk
-            try:
-                end = find_head_end(buf, MAX_HEAD)
-            except HandshakeError as exc:
-                raise HandshakeError(str(exc), 431) from None
-            if end != -1:
-                break
         try:
-            method, target, req_headers = parse_request(buf[:end])
+            head, rest = read_head(sock, MAX_HEAD)
+        except HandshakeError as exc:
+            status = 431 if isinstance(exc, HeadTooLarge) else 400
+            raise HandshakeError(str(exc), status) from None
+        try:
+            method, target, req_headers = parse_request(head)
             key = check_request(method, req_headers)
         except HandshakeError as exc:
             try:
@@ -117,7 +110,7 @@ def accept(
         mask=False,
         max_size=io_options.get("max_size", DEFAULT_MAX_SIZE),
         rsv_allowed=RSV1 if deflate else 0,
-        initial=buf[end:],
+        initial=rest,
     )
     opts = dict(io_options)
     opts["mask"] = False

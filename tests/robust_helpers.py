@@ -17,10 +17,11 @@ import gevent
 import greenlet
 from gevent.pool import Pool
 from gevent.server import StreamServer
+from support import read_head
 
 import gws
 from gws.frames import FrameDecoder, Message, encode_frame
-from gws.handshake import accept_key, find_head_end, header_values, parse_request
+from gws.handshake import accept_key, header_values, parse_request
 
 # -- leak accounting -------------------------------------------------------------
 
@@ -189,19 +190,6 @@ class Harness:
 
 
 # -- raw peers -----------------------------------------------------------------------
-
-
-def read_head(sock: Any, limit: int = 65536) -> Tuple[bytes, bytes]:
-    """Read one HTTP head (bounded by ``limit``): (head, bytes after it)."""
-    buf = b""
-    while True:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("peer closed before the end of the HTTP head")
-        buf += chunk
-        end = find_head_end(buf, limit)
-        if end != -1:
-            return buf[:end], buf[end:]
 
 
 def read_request(sock: Any) -> Tuple[str, list, bytes]:
