@@ -478,6 +478,9 @@ class Connection:
 
     def write(self, message: MessageLike) -> WriteResult:
         """Send one message or frame; see :class:`Writer`."""
+        if type(message) is bytes and self.deflate is None and self.state == OPEN:
+            # the common case, without the general path's checks
+            return self._send(Message(True, False, False, False, OP_BINARY, self.mask, message))
         if message is None:
             return self.close(1000, "")
         try:
