@@ -7,6 +7,7 @@ face (errors are exceptions) returning a :class:`WebSocket`.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import ssl
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -211,7 +212,18 @@ def _open_socket(opts: Mapping[str, Any], timeout: float) -> Tuple[Any, str]:
         port = 443 if tls else 80
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise InvalidURL(f"option port must be an int from 1 to 65535, got {port!r}")
-    sock = gsocket.create_connection((host, port), timeout=timeout)
+    try:
+        family = gsocket.AF_INET6 if ipaddress.ip_address(host).version == 6 else gsocket.AF_INET
+    except ValueError:  # a name: resolve it (gevent's resolver, bounded by timeout)
+        sock = gsocket.create_connection((host, port), timeout=timeout)
+    else:  # an address: no resolver round trip through gevent's thread pool
+        sock = gsocket.socket(family, gsocket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
     try:
         sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
     except OSError:
