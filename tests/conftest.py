@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List
 
 import gevent
 import gevent.socket as gsocket
@@ -18,52 +18,14 @@ import pytest
 from gevent.event import Event
 from gevent.pool import Pool
 from gevent.server import StreamServer
+from support import PooledServer, own_greenlets, settle
 from support import fd_count as _fd_count
 from support import greenlet_count as _greenlet_count
-from support import own_greenlets, settle
 
 import gws
 
 DEADLINE = 20.0
 """Seconds any one test that uses the ``deadline`` fixture may block in gevent."""
-
-
-class TestServer:
-    """A started ``gws.serve`` server whose handler greenlets run in a Pool,
-    so a test can wait for them to finish (``wait_idle``)."""
-
-    __test__ = False  # not a test class
-
-    def __init__(
-        self,
-        server: StreamServer,
-        pool: Pool,
-        unix_path: Optional[str] = None,
-        released: Optional[Event] = None,
-    ) -> None:
-        self.server = server
-        self.pool = pool
-        self.unix_path = unix_path
-        self._released = released
-
-    @property
-    def port(self) -> int:
-        return self.server.server_port
-
-    @property
-    def url(self) -> str:
-        scheme = "wss" if self.server.ssl_enabled else "ws"
-        return f"{scheme}://127.0.0.1:{self.port}/"
-
-    def wait_idle(self, timeout: float = 5.0) -> bool:
-        """True once every connection handler has returned (bounded)."""
-        return self.pool.join(timeout=timeout)
-
-    def stop(self) -> None:
-        if self._released is not None:
-            self._released.set()  # let hold_open() handlers return
-        if not self.server.closed:
-            self.server.stop(timeout=1)
 
 
 class ServerFactory:
@@ -75,7 +37,7 @@ class ServerFactory:
     """
 
     def __init__(self) -> None:
-        self.servers: List[TestServer] = []
+        self.servers: List[PooledServer] = []
         self.released = Event()
 
     def hold_open(self, sock: Any, address: Any) -> None:
@@ -83,7 +45,7 @@ class ServerFactory:
         or writing anything, until a server of this factory is stopped."""
         self.released.wait(DEADLINE)
 
-    def __call__(self, handler: Callable[..., Any] = gws.echo, **options: Any) -> TestServer:
+    def __call__(self, handler: Callable[..., Any] = gws.echo, **options: Any) -> PooledServer:
         host = options.pop("host", "127.0.0.1")
         port = options.pop("port", 0)
         server = gws.serve(handler, host, port, start=False, **options)
@@ -91,18 +53,18 @@ class ServerFactory:
         server.set_spawn(pool)
         server.start()
         unix_path = host[5:] if host.startswith("unix:") else None
-        handle = TestServer(server, pool, unix_path, self.released)
+        handle = PooledServer(server, pool, unix_path, self.released)
         self.servers.append(handle)
         return handle
 
-    def raw(self, handler: Callable[[Any, Any], Any], ssl_context: Any = None) -> TestServer:
+    def raw(self, handler: Callable[[Any, Any], Any], ssl_context: Any = None) -> PooledServer:
         """A plain gevent StreamServer calling ``handler(sock, address)``:
         a hand-written peer, for replies gws itself would never send."""
         kwargs = {"ssl_context": ssl_context} if ssl_context is not None else {}
         pool = Pool()
         server = StreamServer(("127.0.0.1", 0), handler, spawn=pool, **kwargs)
         server.start()
-        handle = TestServer(server, pool, released=self.released)
+        handle = PooledServer(server, pool, released=self.released)
         self.servers.append(handle)
         return handle
 

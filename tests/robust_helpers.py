@@ -17,7 +17,7 @@ import gevent
 import greenlet
 from gevent.pool import Pool
 from gevent.server import StreamServer
-from support import read_head
+from support import PooledServer, read_head
 
 import gws
 from gws.frames import FrameDecoder, Message, encode_frame
@@ -112,30 +112,6 @@ def warm_up() -> None:
 # -- servers -----------------------------------------------------------------------
 
 
-class Server:
-    """A started StreamServer whose handler greenlets run in a Pool."""
-
-    def __init__(self, server: StreamServer, pool: Pool) -> None:
-        self.server = server
-        self.pool = pool
-
-    @property
-    def port(self) -> int:
-        return self.server.server_port
-
-    @property
-    def url(self) -> str:
-        scheme = "wss" if self.server.ssl_enabled else "ws"
-        return f"{scheme}://127.0.0.1:{self.port}/"
-
-    def join(self, timeout: float = 5.0) -> bool:
-        return self.pool.join(timeout=timeout)
-
-    def stop(self) -> None:
-        if not self.server.closed:
-            self.server.stop(timeout=1)
-
-
 class Harness:
     """Starts servers for one test and checks the test leaked nothing.
 
@@ -147,23 +123,23 @@ class Harness:
     """
 
     def __init__(self) -> None:
-        self.servers: List[Server] = []
+        self.servers: List[PooledServer] = []
 
-    def raw(self, handler: Callable[[Any, Any], Any], ssl_context: Any = None) -> Server:
+    def raw(self, handler: Callable[[Any, Any], Any], ssl_context: Any = None) -> PooledServer:
         kwargs = {"ssl_context": ssl_context} if ssl_context is not None else {}
         pool = Pool()
         server = StreamServer(("127.0.0.1", 0), handler, spawn=pool, **kwargs)
         server.start()
-        handle = Server(server, pool)
+        handle = PooledServer(server, pool)
         self.servers.append(handle)
         return handle
 
-    def ws(self, handler: Callable[..., Any] = gws.echo, **options: Any) -> Server:
+    def ws(self, handler: Callable[..., Any] = gws.echo, **options: Any) -> PooledServer:
         server = gws.serve(handler, "127.0.0.1", 0, start=False, **options)
         pool = Pool()
         server.set_spawn(pool)
         server.start()
-        handle = Server(server, pool)
+        handle = PooledServer(server, pool)
         self.servers.append(handle)
         return handle
 

@@ -14,11 +14,15 @@ from typing import List, Optional, Tuple
 
 import gevent
 import greenlet
+from gevent.event import Event
 from gevent.hub import Hub
+from gevent.pool import Pool
+from gevent.server import StreamServer
 from gevent.threadpool import _WorkerGreenlet
 
 from gws.frames import FrameDecoder, Message
-from gws.handshake import MAX_HEAD, build_accept, check_request, find_head_end, parse_request
+from gws.handshake import MAX_HEAD, build_accept, check_request, parse_request
+from gws.io import read_head as gws_read_head
 
 
 def live_greenlets() -> List[greenlet.greenlet]:
@@ -61,15 +65,7 @@ def settle(rounds: int = 5) -> None:
 
 def read_head(sock, limit: int = MAX_HEAD) -> Tuple[bytes, bytes]:
     """Read an HTTP head from ``sock``: (head, bytes after it)."""
-    buf = b""
-    while True:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("peer closed before the end of the HTTP head")
-        buf += chunk
-        end = find_head_end(buf, limit)
-        if end != -1:
-            return buf[:end], buf[end:]
+    return gws_read_head(sock, limit)
 
 
 def complete_handshake(sock, *, extensions: Optional[str] = None) -> Tuple[str, list, bytes]:
@@ -107,3 +103,41 @@ def read_client_frames(
             break
         decoder.feed(chunk)
     return frames
+
+
+class PooledServer:
+    """A started ``gws.serve`` server whose handler greenlets run in a Pool,
+    so a test can wait for them to finish (``wait_idle``)."""
+
+    def __init__(
+        self,
+        server: StreamServer,
+        pool: Pool,
+        unix_path: Optional[str] = None,
+        released: Optional[Event] = None,
+    ) -> None:
+        self.server = server
+        self.pool = pool
+        self.unix_path = unix_path
+        self._released = released
+
+    @property
+    def port(self) -> int:
+        return self.server.server_port
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.server.ssl_enabled else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}/"
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """True once every connection handler has returned (bounded)."""
+        return self.pool.join(timeout=timeout)
+
+    join = wait_idle
+
+    def stop(self) -> None:
+        if self._released is not None:
+            self._released.set()  # let hold_open() handlers return
+        if not self.server.closed:
+            self.server.stop(timeout=1)
