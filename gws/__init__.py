@@ -12,15 +12,22 @@ A Python port of the Lua library coro-websocket 3.1.0::
 and a Pythonic face: ``with gws.open(url) as ws: ws.send("hi"); ws.recv()``.
 """
 
-from .client import CONNECT_OPTIONS, Response, WebSocket, connect, open
+from .client import CONNECT_OPTIONS, Response, WebSocket, connect
+from .client import open as open  # noqa: A004 - gws.open, kept out of __all__
 from .errors import (
+    AbnormalClosure,
+    CloseTimeout,
     ConnectionClosed,
     HandshakeError,
+    HeartbeatTimeout,
+    InvalidState,
     InvalidURL,
     MessageTooBig,
     OpenTimeout,
     ProtocolError,
+    ReceiveTimeout,
     WebSocketError,
+    WrongThread,
 )
 from .frames import (
     OP_BINARY,
@@ -32,19 +39,26 @@ from .frames import (
     Message,
 )
 from .io import Reader, Writer, socket_io, wrap_io
-from .server import Request, accept, echo, serve
+from .protocol import State
+from .server import Request, Server, accept, echo, serve
 from .url import Url, parse_url
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 # coro-websocket's camelCase names
 parseUrl = parse_url
 wrapIo = wrap_io
 
+# ``open`` is left out of __all__: ``from gws import *`` must not shadow the
+# built-in open(). Use ``gws.open``.
 __all__ = [
+    "AbnormalClosure",
     "CONNECT_OPTIONS",
+    "CloseTimeout",
     "ConnectionClosed",
     "HandshakeError",
+    "HeartbeatTimeout",
+    "InvalidState",
     "InvalidURL",
     "Message",
     "MessageTooBig",
@@ -57,16 +71,19 @@ __all__ = [
     "OpenTimeout",
     "ProtocolError",
     "Reader",
+    "ReceiveTimeout",
     "Request",
     "Response",
+    "Server",
+    "State",
     "Url",
     "WebSocket",
     "WebSocketError",
     "Writer",
+    "WrongThread",
     "accept",
     "connect",
     "echo",
-    "open",
     "parseUrl",
     "parse_url",
     "serve",

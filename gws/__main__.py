@@ -2,7 +2,9 @@
 
 ``python -m gws demo`` starts an echo server on a free loopback port in this
 process and runs coro-websocket's echo example against it through
-``gws.connect``.
+``gws.connect``. ``python -m gws client URL`` sends each stdin line as a
+text message and prints what comes back; after stdin ends it waits for the
+replies up to ``--wait`` seconds (default 1), then closes.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import sys
 from typing import List, Optional
 
 import gevent
+from gevent.fileobject import FileObject
 
 import gws
+
+DEFAULT_WAIT = 1.0
+"""Seconds ``client`` waits for replies after stdin ends."""
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -59,27 +65,46 @@ def echo_server(args: argparse.Namespace) -> int:
 
 
 def client(args: argparse.Namespace) -> int:
+    """Send each stdin line as a text message and print every message received.
+
+    After stdin ends, keep printing replies for up to ``args.wait`` seconds
+    (or until the server closes), then close with 1000.
+    """
     res, read, write = gws.connect(args.url, heartbeat=args.heartbeat)
     if not res:
-        print("error: " + read, file=sys.stderr)
+        print("error: " + str(read), file=sys.stderr, flush=True)
         return 1
 
     def printer() -> None:
         for msg in read:
-            print(msg.payload if isinstance(msg.payload, str) else repr(msg.payload), flush=True)
+            payload = msg.payload
+            print(payload if isinstance(payload, str) else repr(payload), flush=True)
 
     reader = gevent.spawn(printer)
-    from gevent.fileobject import FileObject
+    status = 0
+    try:
+        stdin = FileObject(sys.stdin, "r")
+        for line in stdin:
+            ok, err = write(line[:-1] if line.endswith("\n") else line)
+            if not ok:
+                print("error: " + str(err), file=sys.stderr, flush=True)
+                status = 1
+                break
+        # stdin is done: the replies may still be on their way (wsdump --eof-wait)
+        reader.join(timeout=args.wait)
+        write(None)  # close handshake (bounded by the close timeout); read() then returns None
+        reader.join(timeout=1)
+    finally:
+        reader.kill()
+        sys.stdout.flush()
+    return status
 
-    stdin = FileObject(sys.stdin, "r")
-    for line in stdin:
-        ok, err = write(line.rstrip("\n"))
-        if not ok:
-            print("error: " + str(err), file=sys.stderr)
-            break
-    write(None)
-    reader.join(timeout=5)
-    return 0
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, not {text!r}")
+    return value
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -95,6 +120,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_cli = sub.add_parser("client", help="send stdin lines as text messages, print replies")
     p_cli.add_argument("url")
     p_cli.add_argument("--heartbeat", type=int, default=None, help="ms between pings")
+    p_cli.add_argument(
+        "-w",
+        "--wait",
+        type=_seconds,
+        default=DEFAULT_WAIT,
+        metavar="SECONDS",
+        help="after stdin ends, keep printing replies for this long (or until the server "
+        f"closes) before closing (default: {DEFAULT_WAIT:g})",
+    )
     p_cli.set_defaults(func=client)
     args = parser.parse_args(argv)
     return int(args.func(args))

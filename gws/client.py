@@ -7,6 +7,7 @@ face (errors are exceptions) returning a :class:`WebSocket`.
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import logging
 import ssl
@@ -16,9 +17,17 @@ import gevent
 import gevent.socket as gsocket
 import gevent.ssl as gssl
 
+from .connection import Connection
 from .deflate import PerMessageDeflate, accept_response, make_offer
-from .errors import ConnectionClosed, HandshakeError, InvalidURL, OpenTimeout, WebSocketError
-from .frames import RSV1, Message
+from .errors import (
+    ConnectionClosed,
+    HandshakeError,
+    InvalidState,
+    InvalidURL,
+    OpenTimeout,
+    WebSocketError,
+)
+from .frames import Message
 from .handshake import (
     MAX_HEAD,
     Headers,
@@ -30,19 +39,19 @@ from .handshake import (
     split_tokens,
 )
 from .io import (
-    DEFAULT_MAX_SIZE,
     IO_OPTIONS,
-    Connection,
     MessageLike,
     Reader,
     Writer,
     check_io_options,
-    read_head,
-    socket_io,
+    make_connection,
 )
+from .protocol import CLOSED
+from .transport import read_head, wrap_tls
 from .url import split_url
 
 __all__ = ["connect", "open", "Response", "WebSocket", "CONNECT_OPTIONS"]
+
 
 log = logging.getLogger("gws")
 
@@ -160,7 +169,12 @@ def _headers(value: Any) -> List[Tuple[str, str]]:
 
 
 def _tls_context(tls: Any) -> Tuple[Optional[ssl.SSLContext], Optional[str]]:
-    """Build the SSL context for option ``tls``; also any server_name override."""
+    """The SSL context for option ``tls``, and any server_name override.
+
+    Contexts gws builds are built once per process for each distinct
+    setting: loading certifi's bundle costs about 14 ms of CPU, during which
+    no greenlet runs.
+    """
     if tls is None or tls is False:
         return None, None
     if isinstance(tls, ssl.SSLContext):
@@ -172,22 +186,40 @@ def _tls_context(tls: Any) -> Tuple[Optional[ssl.SSLContext], Optional[str]]:
     unknown = set(tls) - {"ca", "cert", "key", "insecure", "server_name"}
     if unknown:
         raise InvalidURL(f"unknown tls option {sorted(unknown)[0]!r}")
-    ca = tls.get("ca")
+    for name in ("ca", "cert", "key", "server_name"):
+        value = tls.get(name)
+        if value is not None and not isinstance(value, str):
+            hint = {"ca": " (a cafile path or PEM data)", "cert": " (a certfile path)"}.get(
+                name, ""
+            )
+            raise InvalidURL(f"tls option {name} must be a str{hint}")
+    insecure = bool(tls.get("insecure"))
+    if insecure:
+        log.warning("TLS certificate verification is disabled (tls insecure=True)")
+    ctx = _cached_context(tls.get("ca"), tls.get("cert"), tls.get("key"), insecure)
+    return ctx, tls.get("server_name")
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_context(
+    ca: Optional[str], cert: Optional[str], key: Optional[str], insecure: bool
+) -> ssl.SSLContext:
+    # gevent's own SSLContext: its wrap_socket() makes cooperative sockets.
+    ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if ca is None:
         import certifi
 
-        ctx = gssl.create_default_context(cafile=certifi.where())
-    elif isinstance(ca, str) and "-----BEGIN" in ca:
-        ctx = gssl.create_default_context(cadata=ca)
+        ctx.load_verify_locations(cafile=certifi.where())
+    elif "-----BEGIN" in ca:
+        ctx.load_verify_locations(cadata=ca)
     else:
-        ctx = gssl.create_default_context(cafile=ca)
-    if tls.get("cert"):
-        ctx.load_cert_chain(tls["cert"], tls.get("key"))
-    if tls.get("insecure"):
-        log.warning("TLS certificate verification is disabled (tls insecure=True)")
+        ctx.load_verify_locations(cafile=ca)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    if insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    return ctx, tls.get("server_name")
+    return ctx
 
 
 def _open_socket(opts: Mapping[str, Any], timeout: float) -> Tuple[Any, str]:
@@ -303,7 +335,7 @@ def _establish(url_or_options: Any, options: Mapping[str, Any]) -> Tuple[Respons
         sock, netloc = _open_socket(opts, timeout)
         if ctx is not None:
             hostname = server_name or opts.get("host") or "127.0.0.1"
-            sock = gssl.SSLSocket(sock=sock, server_hostname=hostname, _context=ctx)
+            sock = wrap_tls(sock, ctx, server_hostname=hostname)
         response, deflate, rest = _handshake(sock, netloc, opts)
     except gevent.Timeout as exc:
         if sock is not None:
@@ -318,13 +350,9 @@ def _establish(url_or_options: Any, options: Mapping[str, Any]) -> Tuple[Respons
     finally:
         timer.close()
     sock.settimeout(None)
-    max_size = opts.get("max_size", DEFAULT_MAX_SIZE)
-    raw_read, raw_write = socket_io(
-        sock, mask=True, max_size=max_size, rsv_allowed=RSV1 if deflate else 0, initial=rest
-    )
     io_opts = {k: v for k, v in opts.items() if k in IO_OPTIONS}
     io_opts["mask"] = True
-    conn = Connection(raw_read, raw_write, io_opts, deflate)
+    conn = make_connection(io_opts, is_client=True, deflate=deflate, sock=sock, initial=rest)
     return response, Reader(conn), Writer(conn)
 
 
@@ -377,12 +405,16 @@ class WebSocket:
         self._conn: Connection = read.connection
 
     @property
+    def connection(self) -> Connection:
+        return self._conn
+
+    @property
     def subprotocol(self) -> Optional[str]:
         return self.response.subprotocol
 
     @property
     def closed(self) -> bool:
-        return self._conn.state == 2
+        return self._conn.state is CLOSED
 
     @property
     def close_code(self) -> Optional[int]:
@@ -393,46 +425,51 @@ class WebSocket:
         return self._conn.close_reason
 
     def _closed_error(self) -> ConnectionClosed:
-        conn = self._conn
-        return ConnectionClosed(conn.close_code, conn.close_reason or "", conn.error)
+        return self._conn.closed_error()
 
     def send(self, message: MessageLike) -> None:
-        """Send ``str`` as text, ``bytes`` as binary, or a Message / dict.
+        """Send ``str`` as text, ``bytes`` as binary, a Message / dict as one
+        frame, or an iterable of str (or of bytes) as one fragmented message.
 
-        Raises :class:`ConnectionClosed` if the connection is closed.
+        Raises :class:`ConnectionClosed` if the connection is closed or
+        closing, ``TypeError``/``ValueError`` for a message gws cannot send.
         """
-        if message is None:
-            raise TypeError("send(None): use close() to close the connection")
-        ok, error = self._conn.write(message)
-        if not ok:
-            if self._conn.state != 0:
-                raise self._closed_error()
-            raise ValueError(error)
+        try:
+            self._conn.send(message)
+        except InvalidState as exc:
+            raise self._closed_error() from exc
 
-    def recv(self) -> Message:
+    def recv(self, timeout: Optional[float] = None) -> Message:
         """Next message (``payload`` is str for text, bytes for binary).
 
-        Raises :class:`ConnectionClosed` once the connection is closed.
+        ``timeout`` (ms) raises :class:`~gws.ReceiveTimeout` (a
+        ``TimeoutError``) and leaves the connection usable. Raises
+        :class:`ConnectionClosed` once the connection is closed.
         """
-        msg = self._conn.read()
+        msg = self._conn.read(None if timeout is None else timeout / 1000.0)
         if msg is None:
-            raise self._closed_error()
+            raise self._closed_error() from self._conn.exception
         return msg
 
     def ping(self, payload: Union[bytes, str] = b"") -> None:
         """Send a ping; the peer's pong is consumed by the reader."""
-        ok, error = self._conn.ping(payload)
-        if not ok:
-            if self._conn.state != 0:
-                raise self._closed_error()
-            raise ValueError(error)
+        try:
+            self._conn.ping(payload)
+        except InvalidState as exc:
+            raise self._closed_error() from exc
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection (waits at most ``close_timeout``); idempotent."""
-        if self._conn.state == 0:
-            ok, error = self._conn.close(code, reason)
-            if not ok and self._conn.state == 0:
-                raise ValueError(error)
+        """Close the connection (waits at most ``close_timeout``); idempotent.
+
+        Raises ValueError for an invalid code or reason.
+        """
+        conn = self._conn
+        if conn.state is CLOSED:
+            return
+        try:
+            conn.close(code, reason)
+        except (InvalidState, ConnectionClosed):
+            pass
 
     def __iter__(self) -> Iterator[Message]:
         return iter(self.read)
@@ -444,7 +481,7 @@ class WebSocket:
         self.close()
 
     def __repr__(self) -> str:
-        state = ("open", "closing", "closed")[self._conn.state]
+        state = self._conn.state.name.lower()
         return f"<gws.WebSocket {state} subprotocol={self.subprotocol!r}>"
 
 

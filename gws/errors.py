@@ -16,6 +16,13 @@ __all__ = [
     "ProtocolError",
     "MessageTooBig",
     "OpenTimeout",
+    "ReceiveTimeout",
+    "HeartbeatTimeout",
+    "CloseTimeout",
+    "AbnormalClosure",
+    "InvalidState",
+    "WrongThread",
+    "describe",
 ]
 
 
@@ -83,3 +90,48 @@ class MessageTooBig(ProtocolError):
 
 class OpenTimeout(WebSocketError, TimeoutError):
     """Connecting, the TLS handshake or the opening handshake took too long."""
+
+
+class ReceiveTimeout(WebSocketError, TimeoutError):
+    """``recv(timeout=...)`` / ``read(timeout=...)`` found no message in time.
+
+    The connection stays open and usable: nothing received so far is lost.
+    """
+
+
+class HeartbeatTimeout(WebSocketError, TimeoutError):
+    """The peer sent nothing within ``heartbeat_timeout`` of a ping; the
+    connection was dropped (close code 1006)."""
+
+
+class CloseTimeout(WebSocketError, TimeoutError):
+    """The peer did not finish the close handshake within ``close_timeout``;
+    the connection was dropped (close code 1006)."""
+
+
+class AbnormalClosure(WebSocketError, ConnectionError):
+    """The TCP connection ended without a close frame (close code 1006)."""
+
+
+class InvalidState(WebSocketError):
+    """The operation is not allowed now: the connection is closing or closed."""
+
+
+class WrongThread(WebSocketError, RuntimeError):
+    """A connection was used from an OS thread other than the one whose gevent
+    hub owns it. gevent objects belong to one thread's hub: call the
+    connection from the thread that opened it."""
+
+
+def describe(exc: BaseException) -> str:
+    """The seed face's error string for ``exc``: how ``read.error`` and
+    ``write``'s error values word an exception."""
+    if isinstance(exc, ProtocolError) and exc.code == 1002:
+        return f"protocol error: {exc}"
+    if isinstance(exc, ConnectionClosed):
+        return exc.error or "connection is closed"
+    if isinstance(exc, WebSocketError):
+        return str(exc)
+    if isinstance(exc, (OSError, ValueError)):
+        return f"connection error: {exc}"
+    return str(exc) or type(exc).__name__

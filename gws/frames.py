@@ -7,10 +7,9 @@ bytes. Everything is byte-exact against the examples of RFC 6455 section 5.7.
 
 from __future__ import annotations
 
-import codecs
 import os
 import struct
-from typing import List, Optional, Union
+from typing import Optional, Union
 
 from .errors import MessageTooBig, ProtocolError
 
@@ -51,7 +50,6 @@ _UNPACK_16 = struct.Struct("!H").unpack_from
 _UNPACK_64 = struct.Struct("!Q").unpack_from
 
 Payload = Union[bytes, str]
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 
 class Message:
@@ -192,32 +190,27 @@ class FrameDecoder:
     permessage-deflate). ``max_size``: data frames declaring a longer payload
     are refused with :class:`MessageTooBig` before any of it is buffered.
 
-    ``decode_text``: return each unfragmented, uncompressed text frame with
-    its payload decoded to ``str`` (1007 if it is not UTF-8).
-
-    ``next_frame()`` returns a :class:`Message` (payload unmasked, ``bytes``
-    except as ``decode_text`` says) or ``None`` when more bytes are needed;
-    ``wanted`` then tells how many buffered bytes the next frame needs in total.
-
-    While an uncompressed text frame is still arriving, the bytes received so
-    far are checked as UTF-8, so invalid text fails (1007) in the read where
-    it appears, not once the whole frame is in. The message-level check with
-    state across fragments stays the engine's job.
+    ``next_frame()`` returns a :class:`Message` (payload unmasked ``bytes``)
+    or ``None`` when more bytes are needed; ``wanted`` then tells how many
+    buffered bytes the next frame needs in total. While a frame's payload is
+    still arriving, ``partial_opcode`` and ``partial_rsv1`` describe it and
+    ``take_partial()`` hands out its bytes received so far, so a caller can
+    check text before the frame completes. Frames carry bytes only: what
+    they mean (UTF-8, reassembly) is :mod:`gws.protocol`'s job.
     """
 
     __slots__ = (
         "expect_masked",
-        "decode_text",
         "max_size",
         "rsv_allowed",
         "buffer",
         "wanted",
-        "_in_text",
-        "_in_message",
-        "_partial",
-        "_checked",
-        "_skipping",
-        "_pieces",
+        "partial_opcode",
+        "partial_rsv1",
+        "_partial_pos",
+        "_partial_end",
+        "_partial_masked",
+        "_taken",
     )
 
     def __init__(
@@ -226,20 +219,18 @@ class FrameDecoder:
         expect_masked: bool,
         max_size: Optional[int] = None,
         rsv_allowed: int = 0,
-        decode_text: bool = False,
     ) -> None:
         self.expect_masked = expect_masked
-        self.decode_text = decode_text
         self.max_size = max_size
         self.rsv_allowed = rsv_allowed
         self.buffer = bytearray()
         self.wanted = 2
-        self._in_text = False  # inside a fragmented, uncompressed text message
-        self._in_message = False
-        self._partial: Optional[codecs.IncrementalDecoder] = None
-        self._checked = 0
-        self._skipping = False
-        self._pieces: List[str] = []
+        self.partial_opcode = -1  # opcode of the frame whose payload is arriving, or -1
+        self.partial_rsv1 = False
+        self._partial_pos = 0
+        self._partial_end = 0
+        self._partial_masked = False
+        self._taken = 0
 
     def feed(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Append bytes received from the peer."""
@@ -274,17 +265,19 @@ class FrameDecoder:
             (length,) = _UNPACK_64(buf, 2)
             pos = 10
         masked = b1 & 0x80
-        self._check_header(b0, masked, length, pos)
+        if self.partial_opcode < 0:
+            self._check_header(b0, masked, length, pos)
         if masked:
             pos += 4
         end = pos + length
         if have < end:
             self.wanted = end
-            opcode = b0 & 0x0F
-            if (opcode == OP_TEXT and not b0 & RSV1) or (
-                opcode == OP_CONTINUATION and self._in_text
-            ):
-                self._check_partial(pos, have, masked)
+            if self.partial_opcode < 0:
+                self.partial_opcode = b0 & 0x0F
+                self.partial_rsv1 = bool(b0 & RSV1)
+                self._partial_pos = pos
+                self._partial_end = end
+                self._partial_masked = bool(masked)
             return None
         if length < 4096:
             payload = bytes(buf[pos:end])
@@ -302,30 +295,9 @@ class FrameDecoder:
                 view.release()
         del buf[:end]
         self.wanted = 2
-        opcode = b0 & 0x0F
-        partial = self._partial
-        self._partial = None
-        if self.decode_text and opcode == OP_TEXT and b0 & 0x81 == 0x81 and not b0 & RSV1:
-            # A whole text message: decode it here, finishing the decoding
-            # the partial checks began rather than decoding it all again.
-            try:
-                if partial is None:
-                    payload = payload.decode("utf-8")  # type: ignore[assignment]
-                else:
-                    pieces = self._pieces
-                    pieces.append(partial.decode(payload[self._checked - pos :], True))
-                    payload = "".join(pieces)  # type: ignore[assignment]
-            except UnicodeDecodeError:
-                raise ProtocolError("text message is not valid UTF-8", 1007) from None
-        if self._pieces:
-            self._pieces = []
-        if opcode < OP_CLOSE:
-            fin = b0 & 0x80
-            if opcode != OP_CONTINUATION:
-                self._in_text = opcode == OP_TEXT and not fin and not b0 & RSV1
-                self._in_message = not fin
-            elif fin:
-                self._in_text = self._in_message = False
+        if self.partial_opcode >= 0:
+            self.partial_opcode = -1
+            self._taken = 0
         return Message(
             bool(b0 & 0x80),
             bool(b0 & RSV1),
@@ -336,44 +308,25 @@ class FrameDecoder:
             payload,
         )
 
-    def _check_partial(self, pos: int, have: int, masked: int) -> None:
-        buf = self.buffer
-        if self._partial is None:
-            self._partial = _Utf8Decoder()
-            self._checked = pos
-            self._skipping = buf[0] & 0x0F == OP_CONTINUATION
-        start = self._checked
-        if self._skipping:
-            # Up to 3 leading bytes may finish a character begun in the
-            # previous fragment; the engine checks those with full state.
-            # They may arrive over several reads: skip until the first other byte.
-            while (
-                start < have and start < pos + 3 and self._byte(start, pos, masked) & 0xC0 == 0x80
-            ):
-                start += 1
-            if start < have or start >= pos + 3:
-                self._skipping = False
-            self._checked = start
-        if start >= have:
-            return
-        chunk: Union[bytes, bytearray] = buf[start:have]
-        if masked:
-            offset = (start - pos) % 4
-            key = bytes(buf[pos - 4 : pos])
+    def take_partial(self) -> bytes:
+        """Unmasked payload bytes of the frame still arriving (see
+        ``partial_opcode``) that no earlier call returned; ``b""`` if none.
+        The complete frame, once ``next_frame()`` returns it, still carries
+        its whole payload."""
+        if self.partial_opcode < 0:
+            return b""
+        pos = self._partial_pos
+        start = pos + self._taken
+        have = min(len(self.buffer), self._partial_end)
+        if have <= start:
+            return b""
+        chunk = bytes(self.buffer[start:have])
+        if self._partial_masked:
+            offset = self._taken % 4
+            key = bytes(self.buffer[pos - 4 : pos])
             chunk = apply_mask(chunk, key[offset:] + key[:offset])
-        try:
-            text = self._partial.decode(chunk, False)
-        except UnicodeDecodeError:
-            raise ProtocolError("text message is not valid UTF-8", 1007) from None
-        if self.decode_text and buf[0] & 0x8F == 0x80 | OP_TEXT:
-            self._pieces.append(text)
-        self._checked = have
-
-    def _byte(self, index: int, pos: int, masked: int) -> int:
-        value = self.buffer[index]
-        if masked:
-            value ^= self.buffer[pos - 4 + (index - pos) % 4]
-        return value
+        self._taken = have - pos
+        return chunk
 
     def _check_header(self, b0: int, masked: int, length: int, header_len: int) -> None:
         rsv = b0 & 0x70

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import os
 import re
+from http import HTTPStatus
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from .errors import HandshakeError
@@ -43,6 +44,11 @@ MAX_HEADERS = 256
 Headers = List[Tuple[str, str]]
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# RFC 9112 section 4: status-line = HTTP-version SP status-code SP [ reason-phrase ],
+# HTTP-version = "HTTP/" DIGIT "." DIGIT, status-code = 3DIGIT,
+# reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ). A missing SP before an empty
+# reason phrase is tolerated ("HTTP/1.1 101"), as many servers send it.
+_STATUS_LINE = re.compile(r"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?\Z")
 _SENSITIVE = frozenset(("authorization", "proxy-authorization", "cookie", "set-cookie"))
 
 
@@ -154,12 +160,18 @@ def parse_response(head: bytes) -> Tuple[float, int, str, Headers]:
     if not lines:
         raise HandshakeError("empty handshake response")
     status = lines[0].decode("latin-1")
-    m = re.match(r"^HTTP/(\d)\.(\d) (\d{3})(?: (.*))?$", status)
+    m = _STATUS_LINE.match(status)
     if not m:
         raise HandshakeError(f"malformed status line {status[:80]!r}")
-    version = int(m.group(1)) + int(m.group(2)) / 10
-    code = int(m.group(3))
-    return version, code, m.group(4) or "", _parse_header_lines(lines[1:])
+    major, minor, code_text, reason = m.groups()
+    if major != "1":
+        raise HandshakeError(
+            f"unsupported HTTP version HTTP/{major}.{minor} in status line (need HTTP/1.x)"
+        )
+    code = int(code_text)
+    if not 100 <= code <= 599:
+        raise HandshakeError(f"invalid status code {code_text} in status line (need 100-599)")
+    return int(major) + int(minor) / 10, code, reason or "", _parse_header_lines(lines[1:])
 
 
 def header_values(headers: Headers, name: str) -> List[str]:
@@ -178,6 +190,14 @@ def redact(headers: Headers) -> Headers:
     return [(n, "<redacted>" if n.lower() in _SENSITIVE else v) for n, v in headers]
 
 
+def _status_text(code: int) -> str:
+    """``code`` with its standard reason phrase when it has one: "404 Not Found"."""
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
+
+
 def check_response(
     code: int,
     reason: str,
@@ -191,8 +211,11 @@ def check_response(
     Extensions are checked by the caller, which knows what it offered.
     """
     if code != 101:
+        # The reason phrase is not quoted: RFC 9112 section 4 says a client
+        # SHOULD ignore it, and it is arbitrary server text (the standard phrase
+        # of a registered code is named instead; ``reason`` stays available).
         raise HandshakeError(
-            f"server answered {code} {reason}".rstrip() + " instead of 101 Switching Protocols",
+            f"server answered {_status_text(code)} instead of 101 Switching Protocols",
             code,
             redact(headers),
         )

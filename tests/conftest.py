@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, List
 import gevent
 import gevent.socket as gsocket
 import gevent.ssl as gssl
+import hypothesis_profiles
 import pytest
 from gevent.event import Event
 from gevent.pool import Pool
@@ -23,6 +24,8 @@ from support import fd_count as _fd_count
 from support import greenlet_count as _greenlet_count
 
 import gws
+
+hypothesis_profiles.register()  # before any test module builds a settings object
 
 DEADLINE = 20.0
 """Seconds any one test that uses the ``deadline`` fixture may block in gevent."""

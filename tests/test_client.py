@@ -12,8 +12,6 @@ import os
 import random
 import socket
 import ssl
-import subprocess
-import sys
 
 import gevent
 import gevent.socket as gsocket
@@ -293,7 +291,7 @@ def test_text_and_binary_payload_types(make_server):
 
 @pytest.mark.parametrize(
     "value",
-    [42, 1.5, ["list"], {"payload": 5}, {"opcode": "1"}, {"opcode": 16}, {"bogus": 1}],
+    [42, 1.5, [1, 2], {"payload": 5}, {"opcode": "1"}, {"opcode": 16}, {"bogus": 1}],
 )
 def test_bad_messages_are_error_values(echo_server, value):
     res, read, write = gws.connect(port=echo_server)
@@ -1241,22 +1239,6 @@ def test_wrap_io_rejects_unknown_options():
         gws.wrap_io(lambda: None, lambda f: None, heartbeat=-1)
 
 
-# -- the command line -------------------------------------------------------------------------
-
-
-def test_python_m_gws_demo():
-    proc = subprocess.run(
-        [sys.executable, "-m", "gws", "demo"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Hello There!" in proc.stdout
-    assert "Connection closed!" in proc.stdout
-
-
 # -- more edges ---------------------------------------------------------------------------------
 
 
@@ -1301,7 +1283,14 @@ def test_server_handshake_timeout(make_server):
     sock = gsocket.create_connection(("127.0.0.1", server.port))
     try:
         sock.settimeout(5)
-        assert sock.recv(100) == b""  # closed by the server, nothing sent
+        reply = b""
+        for _ in range(10):  # the 408, then the server's close
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 408 "), reply
+        assert b"Connection: close" in reply
     finally:
         sock.close()
 

@@ -243,6 +243,54 @@ class TestCheckResponse:
         with pytest.raises(gws.HandshakeError, match="status line"):
             parse_response(reply(*GOOD, status=status))
 
+    @pytest.mark.parametrize(
+        "status",
+        ["HTTP/0.0 101", "HTTP/0.9 200 OK", "HTTP/2.0 101 Switching Protocols", "HTTP/3.0 200 OK"],
+    )
+    def test_http_version_other_than_1_x(self, status):
+        # found by test_fuzz (HTTP/0.0 parsed as version 0.0)
+        with pytest.raises(
+            gws.HandshakeError, match=r"unsupported HTTP version .*HTTP/1\.x"
+        ) as info:
+            parse_response(reply(*GOOD, status=status))
+        assert info.value.status == 0
+
+    @pytest.mark.parametrize(("status", "version"), [("HTTP/1.0 403", 1.0), ("HTTP/1.1 101", 1.1)])
+    def test_http_1_x_versions(self, status, version):
+        assert parse_response(reply(*GOOD, status=status))[0] == version
+
+    @pytest.mark.parametrize("code", ["000", "001", "099", "600", "999"])
+    def test_status_code_outside_100_599(self, code):
+        # found by test_fuzz (000 parsed as code 0)
+        with pytest.raises(gws.HandshakeError, match=f"invalid status code {code} .*100-599"):
+            parse_response(reply(*GOOD, status=f"HTTP/1.1 {code} Switching Protocols"))
+
+    @pytest.mark.parametrize("code", [100, 599])
+    def test_status_code_bounds(self, code):
+        assert parse_response(reply(status=f"HTTP/1.1 {code} X"))[1] == code
+
+    def test_reason_phrase_not_quoted_in_errors(self):
+        # found by test_fuzz: the server's reason phrase went into the message
+        data = reply(status="HTTP/1.1 403 s3cr3t-cookie-value")
+        _version, code, reason, headers = parse_response(data)
+        assert reason == "s3cr3t-cookie-value"  # still parsed, for Response / callers
+        with pytest.raises(gws.HandshakeError) as info:
+            check_response(code, reason, headers, KEY)
+        assert str(info.value) == "server answered 403 Forbidden instead of 101 Switching Protocols"
+        with pytest.raises(gws.HandshakeError) as info:
+            check(reply(status="HTTP/1.1 599 Custom Text"))
+        assert str(info.value) == "server answered 599 instead of 101 Switching Protocols"
+
+    @pytest.mark.parametrize("reason", ["a\x00b", "\x1b[31mred", "bare\rCR", "del\x7f"])
+    def test_reason_phrase_with_control_characters(self, reason):
+        with pytest.raises(gws.HandshakeError, match="malformed status line"):
+            parse_response(reply(*GOOD, status=f"HTTP/1.1 101 {reason}"))
+
+    def test_reason_phrase_tab_and_obs_text(self):
+        status = "HTTP/1.1 101 Switching\tProtocols \xe9\xff"
+        assert parse_response(reply(*GOOD, status=status))[2] == "Switching\tProtocols \xe9\xff"
+        assert parse_response(reply(*GOOD, status="HTTP/1.1 101 "))[2] == ""
+
     def test_empty_response(self):
         with pytest.raises(gws.HandshakeError):
             parse_response(b"\r\n\r\n")

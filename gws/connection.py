@@ -1,0 +1,585 @@
+"""The gevent shell around :class:`~gws.protocol.Protocol`: locks, deadlines,
+and blocking ``read``/``send``/``close`` that are safe to interrupt.
+
+- One reader at a time (``read_lock``): whoever reads, ``read()``,
+  ``close()`` or the heartbeat, feeds the protocol; completed messages wait
+  in ``protocol.messages`` for ``read()``, so none is lost when a read is
+  interrupted.
+- One writer at a time (``write_lock``), and one fragmented message at a
+  time (``_message_lock``): other greenlets' messages never land between its
+  fragments; control frames may.
+- Interruptions (``gevent.Timeout``, ``kill()``, KeyboardInterrupt) leave
+  the connection usable when nothing of a frame went out, and drop it
+  (socket closed) when a frame was cut short or shared state (compression,
+  an open fragmented message) had already moved on.
+- Once closing starts, a loop timer closes the transport after
+  ``close_timeout`` whatever any greenlet is doing, so a close never hangs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from time import monotonic
+from typing import Any, Optional, Union
+
+import gevent
+from gevent.event import Event
+from gevent.lock import Semaphore
+from gevent.monkey import get_original
+
+from .deadline import Deadline
+from .errors import (
+    CloseTimeout,
+    ConnectionClosed,
+    InvalidState,
+    ProtocolError,
+    ReceiveTimeout,
+    WebSocketError,
+    WrongThread,
+    describe,
+)
+from .frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_TEXT,
+    Message,
+    parse_close_payload,
+)
+from .heartbeat import Heartbeat
+from .protocol import CLOSED, CLOSING, Protocol, State
+from .transport import RawRead, RawWrite, SocketTransport
+
+__all__ = ["Connection", "MessageLike", "to_message"]
+
+log = logging.getLogger("gws")
+
+_get_ident = get_original("_thread", "get_ident")
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+MessageLike = Union[Message, Mapping[str, Any], bytes, bytearray, memoryview, str, None]
+
+
+class _Interrupted(WebSocketError):
+    """Why a connection was dropped after an interruption cut a write short."""
+
+
+class Connection:
+    """One WebSocket connection: a :class:`Protocol` over a transport.
+
+    The transport is either a :class:`~gws.transport.SocketTransport`
+    (bytes in, frames out) or the seed's ``raw_read``/``raw_write`` pair
+    (frames both ways). Durations are in seconds here; the faces take ms.
+    """
+
+    __slots__ = (
+        "protocol",
+        "transport",
+        "raw_read",
+        "raw_write",
+        "close_timeout",
+        "read_lock",
+        "write_lock",
+        "closed",
+        "last_rx",
+        "heartbeat",
+        "_message_lock",
+        "_fragment_owner",
+        "_handwritten",
+        "_thread",
+        "_close_timer",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        *,
+        transport: Optional[SocketTransport] = None,
+        raw_read: Optional[RawRead] = None,
+        raw_write: Optional[RawWrite] = None,
+        close_timeout: Optional[float] = 5.0,
+        initial: bytes = b"",
+    ) -> None:
+        self.protocol = protocol
+        self.transport = transport
+        if transport is not None:
+            raw_write = transport.write_frame
+        elif raw_read is None or raw_write is None:
+            raise TypeError("Connection needs a transport or raw_read and raw_write")
+        self.raw_read = raw_read
+        self.raw_write: RawWrite = raw_write
+        self.close_timeout = close_timeout
+        self.read_lock = Semaphore()
+        self.write_lock = Semaphore()
+        self.closed = Event()
+        self.last_rx = monotonic()
+        self.heartbeat: Optional[Heartbeat] = None
+        self._message_lock = Semaphore()
+        self._fragment_owner: Any = None
+        self._handwritten = False  # a hand-written fragmented message holds _message_lock
+        self._thread = _get_ident()
+        self._close_timer: Any = None
+        if initial:
+            protocol.receive_data(initial, lazy=True)
+
+    def start_heartbeat(self, interval: float, timeout: Optional[float], opcode: int) -> None:
+        """Ping every ``interval`` s; see :class:`~gws.heartbeat.Heartbeat`."""
+        self.heartbeat = Heartbeat(self, interval, timeout, opcode)
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self.protocol.state
+
+    @property
+    def close_code(self) -> Optional[int]:
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> Optional[str]:
+        return self.protocol.close_reason
+
+    @property
+    def exception(self) -> Optional[BaseException]:
+        """Why the connection ended abnormally (None after a clean close)."""
+        return self.protocol.exception
+
+    @property
+    def error(self) -> Optional[str]:
+        """``exception`` as the seed face's string; from another thread, why
+        that thread cannot use this connection."""
+        if _get_ident() != self._thread:
+            return str(self._wrong_thread())
+        exc = self.protocol.exception
+        return None if exc is None else describe(exc)
+
+    @property
+    def heartbeat_active(self) -> bool:
+        return self.heartbeat is not None and self.heartbeat.active
+
+    def closed_error(self) -> ConnectionClosed:
+        """The :class:`ConnectionClosed` that tells how this connection ended."""
+        proto = self.protocol
+        return ConnectionClosed(proto.close_code, proto.close_reason or "", self.error)
+
+    def _wrong_thread(self) -> WrongThread:
+        return WrongThread(
+            f"this connection belongs to the gevent hub of thread {self._thread} and cannot "
+            f"be used from thread {_get_ident()}: call it from the thread that opened it"
+        )
+
+    def check_thread(self) -> None:
+        """Raise :class:`WrongThread` unless called from the owning thread."""
+        if _get_ident() != self._thread:
+            raise self._wrong_thread()
+
+    # -- reading ---------------------------------------------------------------
+
+    def read(self, timeout: Optional[float] = None) -> Optional[Message]:
+        """The next message, or None once the connection is closed.
+
+        ``timeout`` (seconds) raises :class:`ReceiveTimeout` and leaves the
+        connection usable: bytes of a message still arriving stay buffered.
+        """
+        messages = self.protocol.messages
+        if messages:
+            return messages.popleft()
+        if _get_ident() != self._thread:
+            raise self._wrong_thread()
+        if self.protocol.state is CLOSED:
+            return None
+        if timeout is None:
+            return self._read()
+        with Deadline(timeout) as deadline:
+            return self._read()
+        if deadline.expired:
+            raise ReceiveTimeout(f"no message within {timeout * 1000:g} ms")
+        return None  # pragma: no cover - the with block returns or raises
+
+    def _read(self) -> Optional[Message]:
+        proto = self.protocol
+        messages = proto.messages
+        with self.read_lock:
+            while not messages:
+                if proto.state is CLOSED:
+                    return None
+                self._receive_once()
+            return messages.popleft()
+
+    def _receive_once(self) -> None:
+        """Read once from the transport into the protocol, then send what it
+        owes and close the transport when it says so. Hold ``read_lock``."""
+        proto = self.protocol
+        if proto.outgoing:
+            self._flush()
+            if proto.state is CLOSED:
+                return
+        if proto.parse_buffered():  # bytes received earlier come first
+            self._settle()
+            return
+        try:
+            if self.transport is not None:
+                data = self.transport.recv()
+                if data:
+                    proto.receive_data(data, lazy=True)
+                else:
+                    proto.receive_eof()
+            else:
+                frame = self.raw_read()  # type: ignore[misc]
+                if frame is None:
+                    proto.receive_eof()
+                else:
+                    proto.receive_frame(frame)
+        except ProtocolError as exc:  # from a custom raw_read
+            proto.fail(exc.code, exc)
+        except (OSError, ValueError) as exc:
+            self.abort(exc)
+            return
+        except BaseException:
+            # Interrupted waiting for input. Buffered bytes stay buffered, so
+            # the connection stays usable; but once the close handshake is
+            # done, only waiting for the peer's TCP close is left: skip it.
+            if proto.close_done:
+                self.abort()
+            raise
+        if self.heartbeat is not None:
+            self.last_rx = monotonic()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Act on the protocol's state after input or a queued close."""
+        proto = self.protocol
+        if proto.state is CLOSING:
+            self._arm_close_timer()  # first: the flush may wait behind a stuck writer
+        if proto.outgoing:
+            self._flush()
+        if proto.state is CLOSED or proto.should_close():
+            self._close_transport()
+
+    def pump(self, seconds: float) -> None:
+        """Read once, for at most ``seconds``, if no one else is reading (the
+        heartbeat uses it so a connection nobody reads still answers pings
+        and shows it is alive). Completed messages wait for ``read()``."""
+        if not self.read_lock.acquire(blocking=False):
+            return
+        try:
+            if self.protocol.state is not CLOSED:
+                with Deadline(seconds):
+                    self._receive_once()
+        finally:
+            self.read_lock.release()
+
+    # -- writing ---------------------------------------------------------------
+
+    def send(self, message: MessageLike) -> None:
+        """Send one message: ``bytes`` (binary), ``str`` (text), a
+        :class:`Message` or dict (one frame, fields as given), or an iterable
+        of str or bytes (one fragmented message, a fragment per item).
+
+        Raises :class:`InvalidState` once closing, :class:`ConnectionClosed`
+        when the transport fails, ValueError / TypeError for a bad message.
+        """
+        if type(message) is bytes:
+            frame = Message(True, False, False, False, OP_BINARY, False, message)
+        elif message is None:
+            raise TypeError("send(None): use close() to close the connection")
+        elif isinstance(message, Iterable) and not isinstance(
+            message, (str, Message, Mapping, *_BYTES_LIKE)
+        ):
+            self._send_fragments(message)
+            return
+        else:
+            frame = to_message(message)
+            if frame.opcode == OP_CLOSE:
+                code, reason = parse_close_payload(frame.payload)  # type: ignore[arg-type]
+                self.close(code, reason)
+                return
+        if _get_ident() != self._thread:
+            raise self._wrong_thread()
+        opcode = frame.opcode
+        if opcode == OP_CONTINUATION or (not frame.fin and opcode < OP_CLOSE):
+            self._send_fragment(frame)
+        else:
+            self._send_frame(frame)
+
+    def send_control(self, frame: Message) -> None:
+        """Send a ping or pong frame (between other messages' fragments if need be)."""
+        if _get_ident() != self._thread:
+            raise self._wrong_thread()
+        with self.write_lock:
+            self._emit(self.protocol.send(frame))
+
+    def ping(self, payload: Union[bytes, str] = b"") -> None:
+        self.send_control(to_message({"opcode": OP_PING, "payload": payload}))
+
+    def _send_frame(self, frame: Message) -> None:
+        """Send a whole message (or control frame), waiting while another
+        greenlet's fragmented message is open."""
+        proto = self.protocol
+        while True:
+            with self.write_lock:
+                if not proto.fragmenting or frame.opcode >= OP_CLOSE or proto.close_sent:
+                    self._emit(proto.send(frame))
+                    return
+            if self._fragment_owner is gevent.getcurrent() or not self._message_lock.locked():
+                raise ValueError(
+                    "a fragmented message is still open: "
+                    "finish it with a continuation frame with fin=True first"
+                )
+            self._message_lock.acquire()
+            self._message_lock.release()
+
+    def _send_fragment(self, frame: Message) -> None:
+        """A fragment written by hand: the first takes the message lock,
+        which the final one (fin=True) releases."""
+        proto = self.protocol
+        me = gevent.getcurrent()
+        first = frame.opcode != OP_CONTINUATION
+        if first:
+            if self._fragment_owner is me:
+                raise ValueError(
+                    "a data frame cannot start while another message's fragments are open"
+                )
+            self._message_lock.acquire()
+            self._fragment_owner = me
+            self._handwritten = True
+        try:
+            with self.write_lock:
+                self._emit(proto.send(frame))
+        except BaseException:
+            if first and not proto.fragmenting:
+                self._end_handwritten()
+            raise
+        if frame.fin:
+            self._end_handwritten()
+
+    def _end_handwritten(self) -> None:
+        if self._handwritten:
+            self._handwritten = False
+            self._fragment_owner = None
+            self._message_lock.release()
+
+    def _send_fragments(self, items: Iterable[Any]) -> None:
+        """One message from an iterable: a fragment per item, the last with fin."""
+        iterator = iter(items)
+        try:
+            prev = next(iterator)
+        except StopIteration:
+            return
+        kind = _fragment_kind(prev)
+        if _get_ident() != self._thread:
+            raise self._wrong_thread()
+        me = gevent.getcurrent()
+        if self._fragment_owner is me:
+            raise ValueError("a data frame cannot start while another message's fragments are open")
+        proto = self.protocol
+        self._message_lock.acquire()
+        self._fragment_owner = me
+        try:
+            opcode = kind
+            for item in iterator:
+                if _fragment_kind(item) != kind:
+                    raise TypeError("a fragmented message takes all str or all bytes items")
+                self._send_piece(opcode, prev, False)
+                opcode = OP_CONTINUATION
+                prev = item
+            self._send_piece(opcode, prev, True)
+        except Exception as exc:
+            if proto.fragmenting:  # the peer holds half a message: end the connection
+                self._fail_after(1011, exc)
+            raise
+        except BaseException as exc:
+            if proto.fragmenting:
+                self.abort(_Interrupted(f"a fragmented send was interrupted ({exc!r})"))
+            raise
+        finally:
+            self._fragment_owner = None
+            self._message_lock.release()
+
+    def _send_piece(self, opcode: int, data: Any, fin: bool) -> None:
+        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        with self.write_lock:
+            self._emit(
+                self.protocol.send(Message(fin, False, False, False, opcode, False, payload))
+            )
+
+    def _emit(self, frame: Message) -> None:
+        """Write one vetted frame; hold ``write_lock``."""
+        try:
+            self.raw_write(frame)
+        except OSError as exc:
+            self.abort(exc)
+            raise self.closed_error() from exc
+        except BaseException as exc:
+            # An interruption inside the write. With nothing of the frame sent
+            # and no shared state moved on, the connection stays usable.
+            transport = self.transport
+            if transport is None or transport.torn or self._stateful(frame):
+                self.abort(_Interrupted(f"a frame write was interrupted ({exc!r})"))
+            raise
+
+    def _stateful(self, frame: Message) -> bool:
+        """Whether preparing ``frame`` moved protocol state the peer now
+        expects to see: compression context, a fragmented message, a close."""
+        opcode = frame.opcode
+        if opcode >= OP_CLOSE:
+            return opcode == OP_CLOSE
+        return not frame.fin or opcode == OP_CONTINUATION or self.protocol.deflate is not None
+
+    def _flush(self) -> None:
+        """Send the frames the protocol owes the peer (pongs, close), in
+        order. A transport failure closes the connection (see ``error``)."""
+        outgoing = self.protocol.outgoing
+        with self.write_lock:
+            try:
+                while outgoing:
+                    self._emit(outgoing[0])
+                    outgoing.popleft()
+            except ConnectionClosed:
+                outgoing.clear()
+
+    # -- closing ---------------------------------------------------------------
+
+    def close(self, code: Optional[int] = 1000, reason: str = "") -> None:
+        """Run the close handshake: send a close frame, wait for the peer's,
+        then (as a client) for the server to end TCP; at most
+        ``close_timeout`` in all, after which the transport is dropped.
+
+        An interrupted close leaves the close timer running, so the socket is
+        still closed in time; calling close() again resumes the wait.
+        Raises ValueError for a bad code or reason, :class:`InvalidState`
+        when already closed.
+        """
+        if _get_ident() != self._thread:
+            raise self._wrong_thread()
+        proto = self.protocol
+        if proto.state is CLOSED:
+            raise InvalidState("connection is already closed")
+        if not proto.close_sent:
+            proto.start_close(code, reason)
+        self._settle()
+        self._wait_closed()
+
+    def _wait_closed(self) -> None:
+        proto = self.protocol
+        while proto.state is not CLOSED:
+            with self.read_lock:
+                if proto.state is not CLOSED:
+                    self._receive_once()
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection (RFC 6455 7.1.7): send a close frame with
+        ``code`` and close, bounded by ``close_timeout``."""
+        self._fail_after(code, WebSocketError(reason or f"connection failed with code {code}"))
+
+    def _fail_after(self, code: int, exc: BaseException) -> None:
+        proto = self.protocol
+        if proto.state is CLOSED:
+            return
+        proto.fail(code, exc)
+        try:
+            self._settle()
+            self._wait_closed()
+        except OSError:
+            pass
+
+    def abort(self, exc: Optional[BaseException] = None) -> None:
+        """Drop the connection now, without a close handshake (close code
+        1006 unless one was exchanged); never blocks. ``exc``: why."""
+        self.protocol.connection_lost(exc)
+        self._close_transport()
+
+    def _arm_close_timer(self) -> None:
+        if self._close_timer is None and self.close_timeout is not None:
+            timer = self._close_timer = gevent.get_hub().loop.timer(self.close_timeout)
+            timer.start(self._close_expired)
+
+    def _close_expired(self) -> None:
+        # Runs in the hub: must not block.
+        proto = self.protocol
+        if proto.state is CLOSED:
+            return
+        if proto.close_done:
+            proto.connection_lost(None)  # handshake done; the peer was slow to end TCP
+        else:
+            log.debug("close handshake timed out")
+            proto.connection_lost(CloseTimeout("close handshake timed out"))
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        if self.closed.is_set():
+            return
+        self.protocol.connection_lost(None)
+        timer = self._close_timer
+        if timer is not None:
+            timer.close()
+        heartbeat = self.heartbeat
+        if heartbeat is not None:
+            heartbeat.stop()
+        self._end_handwritten()  # wake writers waiting for an unfinished message
+        try:
+            self.raw_write(None)
+        except Exception as exc:  # noqa: BLE001 - the stream is gone either way
+            log.debug("error while closing the stream: %s", exc)
+        self.closed.set()
+
+
+def _fragment_kind(item: Any) -> int:
+    if isinstance(item, str):
+        return OP_TEXT
+    if isinstance(item, _BYTES_LIKE):
+        return OP_BINARY
+    raise TypeError(
+        f"cannot send {type(item).__name__} as a fragment: items must be all str or all bytes"
+    )
+
+
+def to_message(message: MessageLike) -> Message:
+    """A new :class:`Message` from what ``write``/``send`` accept (not
+    iterables), payload as bytes. Raises TypeError / ValueError."""
+    if isinstance(message, Message):
+        frame = Message(
+            message.fin,
+            message.rsv1,
+            message.rsv2,
+            message.rsv3,
+            message.opcode,
+            message.mask,
+            message.payload,
+        )
+    elif isinstance(message, _BYTES_LIKE):
+        return Message(True, False, False, False, OP_BINARY, False, bytes(message))
+    elif isinstance(message, str):
+        return Message(True, False, False, False, OP_TEXT, False, message.encode("utf-8"))
+    elif isinstance(message, Mapping):
+        unknown = set(message) - {"fin", "rsv1", "rsv2", "rsv3", "opcode", "mask", "payload", "len"}
+        if unknown:
+            raise ValueError(f"unknown message field {sorted(unknown)[0]!r}")
+        frame = Message(
+            bool(message.get("fin", True)),
+            bool(message.get("rsv1", False)),
+            bool(message.get("rsv2", False)),
+            bool(message.get("rsv3", False)),
+            message.get("opcode", OP_BINARY),
+            False,
+            message.get("payload", b""),
+        )
+    else:
+        raise TypeError(
+            f"cannot send {type(message).__name__}: use bytes, str, dict or gws.Message"
+        )
+    opcode = frame.opcode
+    if isinstance(opcode, bool) or not isinstance(opcode, int) or not 0 <= opcode <= 15:
+        raise ValueError(f"invalid opcode {opcode!r}")
+    payload = frame.payload
+    if isinstance(payload, str):
+        frame.payload = payload.encode("utf-8")
+    elif isinstance(payload, (bytearray, memoryview)):
+        frame.payload = bytes(payload)
+    elif not isinstance(payload, bytes):
+        raise TypeError(f"payload must be bytes or str, not {type(payload).__name__}")
+    return frame

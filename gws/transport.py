@@ -1,0 +1,196 @@
+"""Moving bytes: a connected gevent socket as a WebSocket transport.
+
+:class:`SocketTransport` receives into one buffer per OS thread and writes
+whole frames, remembering when a write was cut short mid-frame (``torn``) so
+the connection can tell an interrupted-but-clean write from a corrupt
+stream. :func:`socket_io` gives the seed's ``raw_read``/``raw_write`` pair
+over a socket, and :func:`read_head` reads an HTTP head for the handshakes.
+No protocol decisions are made here.
+"""
+
+from __future__ import annotations
+
+import socket as _stdsocket
+import ssl
+from typing import Any, Callable, Optional, Tuple, Union
+
+import gevent.ssl as gssl
+from gevent.monkey import get_original
+
+from .errors import HandshakeError
+from .frames import FrameDecoder, Message, encode_frame
+from .handshake import MAX_HEAD, find_head_end
+
+__all__ = ["SocketTransport", "socket_io", "read_head", "wrap_tls", "RawRead", "RawWrite"]
+
+RawRead = Callable[[], Optional[Message]]
+RawWrite = Callable[[Optional[Message]], Any]
+
+_RECV_SIZE = 256 * 1024
+# One receive buffer per OS thread, shared by every connection in it: bytes
+# are consumed before the greenlet can switch, so an idle connection costs no
+# receive buffer at all. (The original thread-local class: after
+# monkey.patch_all() threading.local would be greenlet-local.)
+_local = get_original("_thread", "_local")()
+
+
+def _recv_buffer() -> memoryview:
+    try:
+        return _local.view  # type: ignore[no-any-return]
+    except AttributeError:
+        view = _local.view = memoryview(bytearray(_RECV_SIZE))
+        return view
+
+
+class SocketTransport:
+    """A connected gevent socket (plain or TLS) carrying frames.
+
+    ``torn`` is True while, or after, a frame write was interrupted with part
+    of the frame already sent: the stream is then unusable.
+    """
+
+    __slots__ = ("sock", "torn", "closed", "_recv_into", "_send", "_sendall")
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.torn = False
+        self.closed = False
+        self._recv_into = sock.recv_into
+        self._send = sock.send
+        self._sendall = sock.sendall
+
+    def recv(self) -> memoryview:
+        """Bytes received (empty at end of stream). The view is into a shared
+        buffer: consume it before the current greenlet can switch."""
+        view = _recv_buffer()
+        n = self._recv_into(view, _RECV_SIZE)
+        return view[:n]
+
+    def write_frame(self, frame: Optional[Message]) -> None:
+        """Encode and send one frame; ``None`` closes the transport."""
+        if frame is None:
+            self.close()
+            return
+        payload: Union[bytes, str] = frame.payload
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        data = encode_frame(
+            frame.opcode,
+            payload,
+            fin=frame.fin,
+            rsv1=frame.rsv1,
+            rsv2=frame.rsv2,
+            rsv3=frame.rsv3,
+            mask=frame.mask,
+        )
+        # gevent's send() waits for the socket to be writable and then sends
+        # at once, so an interruption in it leaves nothing of the frame sent.
+        # One send() usually takes the whole frame; sendall() does the rest.
+        sent = self._send(data)
+        if sent < len(data):
+            self.torn = True
+            self._sendall(memoryview(data)[sent:])
+            self.torn = False
+
+    def close(self) -> None:
+        """Shut the socket down and close it; idempotent, never blocks."""
+        if self.closed:
+            return
+        self.closed = True
+        sock = self.sock
+        try:
+            sock.shutdown(_stdsocket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+
+def socket_io(
+    sock: Any,
+    *,
+    mask: bool,
+    max_size: Optional[int] = None,
+    rsv_allowed: int = 0,
+    initial: bytes = b"",
+) -> Tuple[RawRead, RawWrite]:
+    """Adapt a connected gevent socket into the seed's ``(raw_read, raw_write)``.
+
+    ``mask``: we are the client (mask what we send, expect unmasked frames).
+    ``initial``: bytes already read past the handshake. ``raw_read()``
+    returns one frame (bytes payload) or None at end of stream and raises
+    :class:`~gws.errors.ProtocolError` for a malformed frame;
+    ``raw_write(frame)`` sends one, ``raw_write(None)`` closes the socket.
+    """
+    transport = SocketTransport(sock)
+    decoder = FrameDecoder(expect_masked=not mask, max_size=max_size, rsv_allowed=rsv_allowed)
+    if initial:
+        decoder.feed(initial)
+    eof = False
+
+    def raw_read() -> Optional[Message]:
+        nonlocal eof
+        while True:
+            frame = decoder.next_frame()
+            if frame is not None:
+                return frame
+            if eof:
+                return None
+            data = transport.recv()
+            if not data:
+                eof = True
+                return None
+            decoder.feed(data)
+
+    return raw_read, transport.write_frame
+
+
+def read_head(sock: Any, limit: int = MAX_HEAD) -> Tuple[bytes, bytes]:
+    """Read one HTTP head (through its blank line) from ``sock``.
+
+    Returns ``(head, bytes received after it)``. Raises
+    :class:`~gws.errors.HandshakeError` when the peer closes first or the head
+    grows past ``limit`` bytes.
+    """
+    buf = b""
+    while True:
+        chunk = sock.recv(16384)
+        if not chunk:
+            raise HandshakeError("connection closed during the opening handshake")
+        buf += chunk
+        end = find_head_end(buf, limit)
+        if end != -1:
+            return buf[:end], buf[end:]
+
+
+def wrap_tls(
+    sock: Any,
+    ctx: ssl.SSLContext,
+    *,
+    server_side: bool = False,
+    server_hostname: Optional[str] = None,
+    do_handshake_on_connect: bool = True,
+) -> Any:
+    """Wrap a gevent socket in a cooperative (gevent) TLS socket.
+
+    A :class:`gevent.ssl.SSLContext` wraps through its public
+    ``wrap_socket``. A plain :class:`ssl.SSLContext` would make a blocking
+    stdlib socket, and gevent (26.9) offers no public way to pair it with a
+    gevent socket without changing the caller's context object, so that
+    case alone goes through gevent's ``SSLSocket(_context=...)``.
+    """
+    if server_hostname is not None and not server_hostname.isascii():
+        server_hostname = server_hostname.encode("idna").decode("ascii")
+    if isinstance(ctx, gssl.SSLContext):
+        return ctx.wrap_socket(
+            sock,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            do_handshake_on_connect=do_handshake_on_connect,
+        )
+    return gssl.SSLSocket(
+        sock=sock,
+        server_side=server_side,
+        server_hostname=server_hostname,
+        do_handshake_on_connect=do_handshake_on_connect,
+        _context=ctx,
+    )
