@@ -185,11 +185,11 @@ class Connection:
         ``timeout`` (seconds) raises :class:`ReceiveTimeout` and leaves the
         connection usable: bytes of a message still arriving stay buffered.
         """
+        if _get_ident() != self._thread:
+            raise self._wrong_thread()
         messages = self.protocol.messages
         if messages:
             return messages.popleft()
-        if _get_ident() != self._thread:
-            raise self._wrong_thread()
         if self.protocol.state is CLOSED:
             return None
         if timeout is None:
@@ -499,7 +499,14 @@ class Connection:
             timer.start(self._close_expired)
 
     def _close_expired(self) -> None:
-        # Runs in the hub: must not block.
+        # Runs in the hub, which must not block: a socket closes at once, but
+        # a custom raw_write(None) gets a greenlet of its own.
+        if self.transport is None:
+            gevent.spawn(self._close_timed_out)
+        else:
+            self._close_timed_out()
+
+    def _close_timed_out(self) -> None:
         proto = self.protocol
         if proto.state is CLOSED:
             return

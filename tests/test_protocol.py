@@ -1545,3 +1545,36 @@ def test_chunking_never_changes_the_outcome(frames, is_client, chunks):
         )
 
     assert outcome(chunks * (len(data) // len(chunks) + 1)) == outcome([])
+
+
+class TestLazyParsing:
+    """``receive_data(lazy=True)`` stops at each completed message, so an
+    error later in the same read cannot overtake the reply to an earlier
+    message (Autobahn 3.2-3.4, 4.x and 5.15 grade that strictly)."""
+
+    def test_stops_after_the_first_message_and_parse_buffered_goes_on(self):
+        proto = Protocol(is_client=True)
+        data = (
+            from_server(OP_TEXT, b"one")
+            + from_server(OP_PING, b"p")
+            + from_server(OP_TEXT, b"two", rsv2=True)  # a protocol error
+        )
+        proto.receive_data(data, lazy=True)
+        assert got(proto) == [(OP_TEXT, "one")]
+        assert not proto.failed and not proto.outgoing
+        proto.messages.clear()
+        assert proto.parse_buffered()  # the ping (a pong is owed), then the bad frame
+        assert [f.opcode for f in proto.outgoing] == [OP_PONG, OP_CLOSE]
+        assert proto.failed and proto.close_code == 1002
+        assert not proto.parse_buffered()
+
+    def test_eager_parsing_takes_everything(self):
+        proto = Protocol(is_client=True)
+        proto.receive_data(from_server(OP_TEXT, b"a") + from_server(OP_BINARY, b"b"))
+        assert got(proto) == [(OP_TEXT, "a"), (OP_BINARY, b"b")]
+
+    def test_parse_buffered_with_nothing_buffered(self):
+        proto = Protocol(is_client=True)
+        assert not proto.parse_buffered()
+        proto.receive_data(from_server(OP_TEXT, b"abc")[:3], lazy=True)
+        assert not proto.parse_buffered() and not proto.messages
