@@ -27,10 +27,11 @@ def demo(args: argparse.Namespace) -> int:
     port = server.server_port
     print(f"echo server listening on ws://127.0.0.1:{port}/")
     try:
-        res, read, write = gws.connect({"host": "127.0.0.1", "port": port, "heartbeat": 5000})
-        if not res:
-            print("Error establishing connection!\n" + read)
+        result = gws.connect({"host": "127.0.0.1", "port": port, "heartbeat": 5000})
+        if not result[0]:  # narrows the whole tuple, which unpacked names would not
+            print("Error establishing connection!\n" + result[1])
             return 1
+        res, read, write = result
         print(f"connected: HTTP {res.code} {res.reason}, extensions {sorted(res.extensions)}")
         messages = ["Hello There!", *args.message]
         for text in messages:
@@ -70,10 +71,11 @@ def client(args: argparse.Namespace) -> int:
     After stdin ends, keep printing replies for up to ``args.wait`` seconds
     (or until the server closes), then close with 1000.
     """
-    res, read, write = gws.connect(args.url, heartbeat=args.heartbeat)
-    if not res:
-        print("error: " + str(read), file=sys.stderr, flush=True)
+    result = gws.connect(args.url, heartbeat=args.heartbeat)
+    if not result[0]:
+        print("error: " + str(result[1]), file=sys.stderr, flush=True)
         return 1
+    _, read, write = result
 
     def printer() -> None:
         for msg in read:
@@ -83,7 +85,9 @@ def client(args: argparse.Namespace) -> int:
     reader = gevent.spawn(printer)
     status = 0
     try:
-        stdin = FileObject(sys.stdin, "r")
+        # gevent's FileObject wraps a file object too, not only a path or fd
+        # as types-gevent's stub says.
+        stdin = FileObject(sys.stdin, "r")  # type: ignore[arg-type]
         for line in stdin:
             ok, err = write(line[:-1] if line.endswith("\n") else line)
             if not ok:

@@ -11,13 +11,13 @@ import functools
 import ipaddress
 import logging
 import ssl
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 import gevent
 import gevent.socket as gsocket
 import gevent.ssl as gssl
 
-from .connection import Connection
+from .connection import Connection, MessageLike
 from .deflate import PerMessageDeflate, accept_response, make_offer
 from .errors import (
     ConnectionClosed,
@@ -40,7 +40,6 @@ from .handshake import (
 )
 from .io import (
     IO_OPTIONS,
-    MessageLike,
     Reader,
     Writer,
     check_io_options,
@@ -50,7 +49,7 @@ from .protocol import CLOSED
 from .transport import read_head, wrap_tls
 from .url import split_url
 
-__all__ = ["connect", "open", "Response", "WebSocket", "CONNECT_OPTIONS"]
+__all__ = ["connect", "open", "Response", "WebSocket", "CONNECT_OPTIONS", "ConnectResult"]
 
 
 log = logging.getLogger("gws")
@@ -90,7 +89,7 @@ class Response:
         reason: str,
         version: float,
         headers: Headers,
-        socket: Any,
+        socket: gsocket.socket,
         subprotocol: Optional[str] = None,
         extensions: Optional[Dict[str, Dict[str, Any]]] = None,
     ) -> None:
@@ -119,11 +118,16 @@ class Response:
     def __len__(self) -> int:
         return len(self.headers)
 
-    def __bool__(self) -> bool:
+    def __bool__(self) -> Literal[True]:  # Literal: lets type checkers narrow ``if not res``
         return True
 
     def __repr__(self) -> str:
         return f"<Response {self.code} {self.reason!r} subprotocol={self.subprotocol!r}>"
+
+
+ConnectResult = Union[Tuple[Response, Reader, Writer], Tuple[None, str, None]]
+"""What :func:`connect` returns. Type checkers narrow the tuple, not the names
+unpacked from it: test ``result[0]`` (``if not result[0]:``) before unpacking."""
 
 
 def _merge_options(url_or_options: Any, options: Mapping[str, Any]) -> Dict[str, Any]:
@@ -222,7 +226,7 @@ def _cached_context(
     return ctx
 
 
-def _open_socket(opts: Mapping[str, Any], timeout: float) -> Tuple[Any, str]:
+def _open_socket(opts: Mapping[str, Any], timeout: float) -> Tuple[gsocket.socket, str]:
     """Connect TCP or unix; return (socket, netloc for the Host header)."""
     host = opts.get("host")
     port = opts.get("port")
@@ -266,7 +270,7 @@ def _open_socket(opts: Mapping[str, Any], timeout: float) -> Tuple[Any, str]:
 
 
 def _handshake(
-    sock: Any, netloc: str, opts: Mapping[str, Any]
+    sock: gsocket.socket, netloc: str, opts: Mapping[str, Any]
 ) -> Tuple[Response, Optional[PerMessageDeflate], bytes]:
     pathname = opts.get("pathname") or "/"
     if not isinstance(pathname, str):
@@ -374,7 +378,7 @@ def _describe(exc: BaseException) -> str:
 
 def connect(
     url_or_options: Union[str, Mapping[str, Any], None] = None, /, **options: Any
-) -> Tuple[Any, Any, Any]:
+) -> ConnectResult:
     """Open a WebSocket connection (the seed face).
 
     Accepts an options dict, keyword options, or a ws:// / wss:// URL plus

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from time import monotonic
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import gevent
 from gevent.event import Event
@@ -52,6 +52,10 @@ from .heartbeat import Heartbeat
 from .protocol import CLOSED, CLOSING, Protocol, State
 from .transport import RawRead, RawWrite, SocketTransport
 
+if TYPE_CHECKING:
+    from gevent._types import _TimerWatcher
+    from greenlet import greenlet
+
 __all__ = ["Connection", "MessageLike", "to_message"]
 
 log = logging.getLogger("gws")
@@ -59,7 +63,18 @@ log = logging.getLogger("gws")
 _get_ident = get_original("_thread", "get_ident")
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
-MessageLike = Union[Message, Mapping[str, Any], bytes, bytearray, memoryview, str, None]
+# What send()/write() take: one message, or an iterable of str (or of bytes)
+# sent as one fragmented message; None is write()'s close.
+MessageLike = Union[
+    Message,
+    Mapping[str, Any],
+    bytes,
+    bytearray,
+    memoryview,
+    str,
+    Iterable[Union[str, bytes, bytearray, memoryview]],
+    None,
+]
 
 
 class _Interrupted(WebSocketError):
@@ -118,10 +133,10 @@ class Connection:
         self.last_rx = monotonic()
         self.heartbeat: Optional[Heartbeat] = None
         self._message_lock = Semaphore()
-        self._fragment_owner: Any = None
+        self._fragment_owner: Optional[greenlet] = None
         self._handwritten = False  # a hand-written fragmented message holds _message_lock
         self._thread = _get_ident()
-        self._close_timer: Any = None
+        self._close_timer: Optional[_TimerWatcher] = None
         if initial:
             protocol.receive_data(initial, lazy=True)
 
@@ -189,7 +204,7 @@ class Connection:
             raise self._wrong_thread()
         messages = self.protocol.messages
         if messages:
-            return messages.popleft()
+            return messages.pop(0)
         if self.protocol.state is CLOSED:
             return None
         if timeout is None:
@@ -208,7 +223,7 @@ class Connection:
                 if proto.state is CLOSED:
                     return None
                 self._receive_once()
-            return messages.popleft()
+            return messages.pop(0)
 
     def _receive_once(self) -> None:
         """Read once from the transport into the protocol, then send what it
@@ -438,7 +453,7 @@ class Connection:
             try:
                 while outgoing:
                     self._emit(outgoing[0])
-                    outgoing.popleft()
+                    outgoing.pop(0)
             except ConnectionClosed:
                 outgoing.clear()
 

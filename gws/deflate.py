@@ -260,8 +260,10 @@ class PerMessageDeflate:
         self._out_bits = -max(out_bits, 9)
         self._in_bits = -max(in_bits, 9)
         self._level = level
-        self._comp: Any = None
-        self._decomp: Any = None
+        # zlib's (de)compressor types are not exposed at runtime: these
+        # annotations are never evaluated (attribute targets in a function).
+        self._comp: Optional[zlib._Compress] = None
+        self._decomp: Optional[zlib._Decompress] = None
 
     def compress(self, data: bytes, fin: bool = True) -> bytes:
         """Compress one message (or one fragment of it, ``fin=False``)."""

@@ -144,7 +144,7 @@ def py_apply_mask(data: Union[bytes, bytearray, memoryview], key: bytes) -> byte
 apply_mask = py_apply_mask
 if not os.environ.get("GWS_NO_SPEEDUPS"):
     try:
-        from ._speedups import apply_mask  # type: ignore[no-redef]  # noqa: F811
+        from ._speedups import apply_mask  # noqa: F811
     except ImportError:  # not compiled: the pure-Python XOR serves
         pass
 

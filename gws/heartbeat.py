@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import gevent
 
@@ -23,7 +23,12 @@ from .frames import OP_PING, Message
 from .protocol import OPEN
 
 if TYPE_CHECKING:
+    from gevent._types import _TimerWatcher
+
     from .connection import Connection
+
+    # A step: a greenlet running _beat(), whose value is the delay to the next.
+    _Step = gevent.Greenlet[[], Optional[float]]
 
 __all__ = ["Heartbeat"]
 
@@ -44,8 +49,8 @@ class Heartbeat:
         self.interval = interval
         self.timeout = timeout
         self.opcode = opcode
-        self._timer: Any = None
-        self._step: Optional[gevent.Greenlet] = None
+        self._timer: Optional[_TimerWatcher] = None
+        self._step: Optional[_Step] = None
         self._waiting: Optional[float] = None  # when the oldest unanswered ping went out
         self._next = monotonic() + interval
         self._schedule(interval)
@@ -79,7 +84,7 @@ class Heartbeat:
             step = self._step = gevent.spawn(self._beat)
             step.rawlink(self._step_ended)
 
-    def _step_ended(self, step: gevent.Greenlet) -> None:
+    def _step_ended(self, step: _Step) -> None:
         # Also when the step was killed, even before it started: the heartbeat
         # goes on while the connection is open (stop() unsets _step first).
         if self._step is not step:
@@ -104,12 +109,14 @@ class Heartbeat:
                 with Deadline(timeout) as deadline:
                     conn.pump(0.05)
                 if deadline.expired:
-                    return self._dead("heartbeat blocked reading")
+                    self._dead("heartbeat blocked reading")
+                    return None
             if conn.last_rx >= waiting:
                 waiting = self._waiting = None
             elif now >= waiting + timeout:
                 log.info("no frame from the peer for %.3f s: heartbeat timeout", now - waiting)
-                return self._dead(None)
+                self._dead(None)
+                return None
         if now >= self._next:
             ping = Message(True, False, False, False, self.opcode, False, b"")
             with Deadline(timeout) as deadline:
@@ -118,15 +125,17 @@ class Heartbeat:
                 except WebSocketError:
                     return None  # closing or closed: nothing more to do
             if deadline.expired:
-                return self._dead("heartbeat blocked sending")
+                self._dead("heartbeat blocked sending")
+                return None
             self._next = now + self.interval
             if timeout is not None and waiting is None:
                 waiting = self._waiting = now
-        wake = self._next if waiting is None else min(self._next, waiting + timeout)  # type: ignore[operator]
+        wake = self._next
+        if waiting is not None and timeout is not None:  # waiting is only set with a timeout
+            wake = min(wake, waiting + timeout)
         return wake - monotonic()
 
     def _dead(self, why: Optional[str]) -> None:
         if why is not None:
             log.info("%s for %.3f s: heartbeat timeout", why, self.timeout)
         self.conn.abort(HeartbeatTimeout("heartbeat timeout"))
-        return None

@@ -9,7 +9,7 @@ seed's options (milliseconds) into one.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 from .connection import Connection, MessageLike
 from .deflate import PerMessageDeflate
@@ -17,6 +17,9 @@ from .errors import ReceiveTimeout, WebSocketError, describe
 from .frames import OP_PING, OP_PONG, Message
 from .protocol import CLOSED, DEFAULT_MAX_SIZE, Protocol
 from .transport import RawRead, RawWrite, SocketTransport, read_head, socket_io
+
+if TYPE_CHECKING:
+    from gevent.socket import socket
 
 __all__ = [
     "wrap_io",
@@ -78,7 +81,7 @@ def make_connection(
     *,
     is_client: bool,
     deflate: Optional[PerMessageDeflate] = None,
-    sock: Any = None,
+    sock: Optional[socket] = None,
     initial: bytes = b"",
     raw_read: Optional[RawRead] = None,
     raw_write: Optional[RawWrite] = None,

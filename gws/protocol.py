@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import codecs
 import enum
-from collections import deque
-from typing import Deque, List, Optional, Union
+from typing import List, Optional, Union
 
 from .deflate import PerMessageDeflate
 from .errors import (
@@ -199,7 +198,7 @@ class Assembler:
         else:
             result = bytes(self._parts)
             self._parts = bytearray()
-        return Message(True, False, False, False, first, frame.mask, result)  # type: ignore[arg-type]
+        return Message(True, False, False, False, first, frame.mask, result)
 
 
 class Protocol:
@@ -257,8 +256,10 @@ class Protocol:
         self.close_code: Optional[int] = None
         self.close_reason: Optional[str] = None
         self.exception: Optional[BaseException] = None
-        self.messages: Deque[Message] = deque()
-        self.outgoing: Deque[Message] = deque()
+        # Lists, not deques: they hold a message or two at a time (parsing is
+        # lazy), and an empty deque costs 600 bytes per connection.
+        self.messages: List[Message] = []
+        self.outgoing: List[Message] = []
         self.decoder = FrameDecoder(
             expect_masked=not self.mask,
             max_size=max_size,
@@ -297,6 +298,7 @@ class Protocol:
     def _parse(self, lazy: bool) -> bool:
         decoder = self.decoder
         messages = self.messages
+        queued = len(messages)
         parsed = False
         try:
             while True:
@@ -305,7 +307,7 @@ class Protocol:
                     break
                 parsed = True
                 self._frame(frame)
-                if self.close_received or self.failed or (lazy and messages):
+                if self.close_received or self.failed or (lazy and len(messages) > queued):
                     return True
             if decoder.partial_opcode >= 0 and not self.fragments:
                 assembler = self.assembler

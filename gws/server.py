@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import gevent.socket as gsocket
 import gevent.ssl as gssl
@@ -82,7 +82,7 @@ def _check_accept_options(
 
 
 def accept(
-    sock: Any,
+    sock: gsocket.socket,
     *,
     subprotocols: Sequence[str] = (),
     compression: Any = "deflate",
@@ -139,7 +139,7 @@ def accept(
     return Request(target, req_headers, chosen, ext_header, address), Reader(conn), Writer(conn)
 
 
-def _reject(sock: Any, status: int, message: str) -> None:
+def _reject(sock: gsocket.socket, status: int, message: str) -> None:
     """Answer an HTTP error without blocking on a client that does not read."""
     try:
         sock.setblocking(False)
@@ -156,12 +156,12 @@ def echo(request: Request, read: Reader, write: Writer) -> None:
             break
 
 
-class Server(StreamServer):  # type: ignore[misc]
+class Server(StreamServer):
     """The :class:`gevent.server.StreamServer` that :func:`serve` returns;
     ``stop()`` also removes the unix socket file it listens on."""
 
     unix_path: Optional[str] = None
-    ssl_context: Any = None
+    ssl_context: Optional[ssl.SSLContext] = None
 
     @property
     def ssl_enabled(self) -> bool:
@@ -185,7 +185,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    ssl_context: Any = None,
+    ssl_context: Optional[ssl.SSLContext] = None,
     start: bool = True,
     **options: Any,
 ) -> Server:
@@ -212,7 +212,7 @@ def serve(
     if unknown:
         raise ValueError(f"unknown option {sorted(unknown)[0]!r}")
 
-    def handle(sock: Any, address: Any) -> None:
+    def handle(sock: gsocket.socket, address: Any) -> None:
         if sock.family in (gsocket.AF_INET, gsocket.AF_INET6):
             try:
                 sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
@@ -243,7 +243,7 @@ def serve(
             elif conn.state is CLOSING:
                 conn.abort()
 
-    listener: Any
+    listener: Union[gsocket.socket, Tuple[str, int]]
     unix_path = None
     if host.startswith("unix:"):
         unix_path = host[5:]
@@ -255,7 +255,7 @@ def serve(
     serve_one = handle
     if ssl_context is not None:
 
-        def serve_one(sock: Any, address: Any) -> None:
+        def serve_one(sock: gsocket.socket, address: Any) -> None:
             # The TLS handshake happens in accept(), inside its timeout.
             try:
                 tls_sock = wrap_tls(

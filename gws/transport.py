@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket as _stdsocket
 import ssl
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
 
 import gevent.ssl as gssl
 from gevent.monkey import get_original
@@ -20,6 +20,10 @@ from gevent.monkey import get_original
 from .errors import HandshakeError
 from .frames import FrameDecoder, Message, encode_frame
 from .handshake import MAX_HEAD, find_head_end
+
+if TYPE_CHECKING:
+    # A gevent socket, plain or TLS (to type checkers, the stdlib classes).
+    from gevent.socket import socket
 
 __all__ = ["SocketTransport", "socket_io", "read_head", "wrap_tls", "RawRead", "RawWrite"]
 
@@ -51,7 +55,7 @@ class SocketTransport:
 
     __slots__ = ("sock", "torn", "closed", "_recv_into", "_send", "_sendall")
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: socket) -> None:
         self.sock = sock
         self.torn = False
         self.closed = False
@@ -106,7 +110,7 @@ class SocketTransport:
 
 
 def socket_io(
-    sock: Any,
+    sock: socket,
     *,
     mask: bool,
     max_size: Optional[int] = None,
@@ -144,7 +148,7 @@ def socket_io(
     return raw_read, transport.write_frame
 
 
-def read_head(sock: Any, limit: int = MAX_HEAD) -> Tuple[bytes, bytes]:
+def read_head(sock: socket, limit: int = MAX_HEAD) -> Tuple[bytes, bytes]:
     """Read one HTTP head (through its blank line) from ``sock``.
 
     Returns ``(head, bytes received after it)``. Raises
@@ -163,13 +167,13 @@ def read_head(sock: Any, limit: int = MAX_HEAD) -> Tuple[bytes, bytes]:
 
 
 def wrap_tls(
-    sock: Any,
+    sock: socket,
     ctx: ssl.SSLContext,
     *,
     server_side: bool = False,
     server_hostname: Optional[str] = None,
     do_handshake_on_connect: bool = True,
-) -> Any:
+) -> gssl.SSLSocket:
     """Wrap a gevent socket in a cooperative (gevent) TLS socket.
 
     A :class:`gevent.ssl.SSLContext` wraps through its public

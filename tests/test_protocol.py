@@ -523,7 +523,7 @@ class TestClosing_7:
         proto = Protocol(is_client=False)
         feed(proto, from_client(OP_CLOSE, b"\x03\xe8"))
         assert not proto.should_close()  # the echo is still owed
-        proto.outgoing.popleft()
+        proto.outgoing.pop(0)
         assert proto.should_close()
         proto.receive_eof()
         assert proto.state is State.CLOSED and not proto.should_close()
@@ -532,7 +532,7 @@ class TestClosing_7:
     def test_a_client_waits_for_the_servers_eof(self):
         proto = Protocol(is_client=True)
         feed(proto, from_server(OP_CLOSE, b"\x03\xe8"))
-        proto.outgoing.popleft()
+        proto.outgoing.pop(0)
         assert proto.close_done and not proto.should_close()
         proto.receive_eof()
         assert proto.state is State.CLOSED and proto.exception is None
@@ -544,7 +544,7 @@ class TestClosing_7:
         assert list(proto.outgoing) == [close_frame(1001, "bye", mask=side.is_client)]
         assert proto.state is State.CLOSING and proto.close_sent and not proto.close_received
         assert proto.close_code is None
-        proto.outgoing.popleft()
+        proto.outgoing.pop(0)
         assert not proto.should_close()  # the peer's close frame is awaited
         feed(proto, side.frame(OP_CLOSE, encode_close_payload(1000, "ok")), chunk)
         assert not proto.outgoing  # no second close frame
@@ -640,7 +640,7 @@ class TestClosing_7:
         assert proto.state is State.CLOSING
         assert proto.exception is exc
         assert (proto.close_code, proto.close_reason) == (1011, "")
-        proto.outgoing.popleft()
+        proto.outgoing.pop(0)
         assert proto.should_close() is (not side.is_client)
 
     def test_fail_twice_sends_one_close_frame(self, side):
@@ -1578,3 +1578,13 @@ class TestLazyParsing:
         assert not proto.parse_buffered()
         proto.receive_data(from_server(OP_TEXT, b"abc")[:3], lazy=True)
         assert not proto.parse_buffered() and not proto.messages
+
+    def test_a_queued_message_does_not_stall_parsing(self):
+        """An unread message must not make each read parse one frame only:
+        the heartbeat's pump relies on pongs behind it being parsed."""
+        proto = Protocol(is_client=True)
+        proto.receive_data(from_server(OP_TEXT, b"unread"), lazy=True)
+        pings = b"".join(from_server(OP_PING, bytes([i])) for i in range(5))
+        proto.receive_data(pings + from_server(OP_TEXT, b"next") + pings, lazy=True)
+        assert got(proto) == [(OP_TEXT, "unread"), (OP_TEXT, "next")]
+        assert [f.payload for f in proto.outgoing] == [bytes([i]) for i in range(5)]
