@@ -113,6 +113,7 @@ def accept(
             head, rest = read_head(sock, MAX_HEAD)
         except HandshakeError as exc:
             status = 431 if isinstance(exc, HeadTooLarge) else 400
+            _reject(sock, status, str(exc))
             raise HandshakeError(str(exc), status) from None
         try:
             method, target, req_headers = parse_request(head)

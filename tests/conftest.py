@@ -1,96 +1,52 @@
-"""Shared fixtures: in-process gws servers, raw-socket peers, leak counters, TLS.
+"""Fixtures only: in-process gws servers, raw-socket peers, leak counters, TLS.
 
-Everything runs in the test process's main greenlet: a blocking gws call in a
-test yields to the gevent hub, which runs the server greenlets. Nothing here
-monkey-patches.
+The helpers behind them are plain functions and classes in helpers.py.
+Everything runs in the test process's main greenlet: a blocking gws call in
+a test yields to the gevent hub, which runs the server greenlets. Nothing
+here monkey-patches.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import ssl
-from typing import Any, Callable, Iterator, List
+from typing import Callable, ContextManager, Iterator
 
 import gevent
 import gevent.socket as gsocket
 import gevent.ssl as gssl
 import hypothesis_profiles
 import pytest
-from gevent.event import Event
-from gevent.pool import Pool
-from gevent.server import StreamServer
-from support import PooledServer, own_greenlets, settle
-from support import fd_count as _fd_count
-from support import greenlet_count as _greenlet_count
+from helpers import DEADLINE, Harness
+from helpers import fd_count as _fd_count
+from helpers import greenlet_count as _greenlet_count
 
 import gws
 
 hypothesis_profiles.register()  # before any test module builds a settings object
 
-DEADLINE = 20.0
-"""Seconds any one test that uses the ``deadline`` fixture may block in gevent."""
-
-
-class ServerFactory:
-    """``make_server(handler, **options)``: start servers, stop them all at teardown.
-
-    ``handler(request, read, write)`` defaults to ``gws.echo``; ``options``
-    go to ``gws.serve`` (``host="unix:/path"``, ``ssl_context``, and the
-    accept / wrap_io options such as ``subprotocols`` or ``max_size``).
-    """
-
-    def __init__(self) -> None:
-        self.servers: List[PooledServer] = []
-        self.released = Event()
-
-    def hold_open(self, sock: Any, address: Any) -> None:
-        """Raw handler (or its tail): keep the connection open without reading
-        or writing anything, until a server of this factory is stopped."""
-        self.released.wait(DEADLINE)
-
-    def __call__(self, handler: Callable[..., Any] = gws.echo, **options: Any) -> PooledServer:
-        host = options.pop("host", "127.0.0.1")
-        port = options.pop("port", 0)
-        server = gws.serve(handler, host, port, start=False, **options)
-        pool = Pool()
-        server.set_spawn(pool)
-        server.start()
-        unix_path = host[5:] if host.startswith("unix:") else None
-        handle = PooledServer(server, pool, unix_path, self.released)
-        self.servers.append(handle)
-        return handle
-
-    def raw(self, handler: Callable[[Any, Any], Any], ssl_context: Any = None) -> PooledServer:
-        """A plain gevent StreamServer calling ``handler(sock, address)``:
-        a hand-written peer, for replies gws itself would never send."""
-        kwargs = {"ssl_context": ssl_context} if ssl_context is not None else {}
-        pool = Pool()
-        server = StreamServer(("127.0.0.1", 0), handler, spawn=pool, **kwargs)
-        server.start()
-        handle = PooledServer(server, pool, released=self.released)
-        self.servers.append(handle)
-        return handle
-
-    def wait_idle(self, timeout: float = 5.0) -> bool:
-        return all(s.wait_idle(timeout) for s in self.servers)
-
-    def stop_all(self) -> None:
-        self.released.set()
-        for s in self.servers:
-            s.stop()
-
 
 @pytest.fixture
-def make_server() -> Iterator[ServerFactory]:
-    factory = ServerFactory()
+def make_server() -> Iterator[Harness]:
+    """``make_server(handler, **options)`` starts a ``gws.serve`` server,
+    ``make_server.raw(handler)`` a hand-written peer (see helpers.Harness);
+    all are stopped at teardown."""
+    harness = Harness()
     try:
-        yield factory
+        yield harness
     finally:
-        factory.stop_all()
+        harness.stop_all()
 
 
 @pytest.fixture
-def echo_server(make_server: ServerFactory) -> int:
+def h(make_server: Harness) -> Iterator[Harness]:
+    """make_server, with the whole test bounded to 30 s of blocking in gevent."""
+    with gevent.Timeout(30):
+        yield make_server
+
+
+@pytest.fixture
+def echo_server(make_server: Harness) -> int:
     """Port of an in-process ``gws.serve(gws.echo, "127.0.0.1", 0)`` server."""
     return make_server(gws.echo).port
 
@@ -114,50 +70,12 @@ def fd_count() -> Callable[[], int]:
     return _fd_count
 
 
-_warmed = False
-
-
-def _warm_up() -> None:
-    """Create the process-wide things gevent makes lazily (resolver thread
-    pool, its watchers) so they do not count as leaks of the first test."""
-    global _warmed
-    if _warmed:
-        return
-    server = gws.serve(gws.echo, "127.0.0.1", 0)
-    try:
-        res, read, write = gws.connect(host="127.0.0.1", port=server.server_port, heartbeat=1000)
-        assert res, read
-        write(b"warm")
-        assert read() is not None
-        write.close()
-        ctx = gssl.create_default_context()
-        del ctx
-    finally:
-        server.stop(timeout=1)
-    _warmed = True
-
-
 @pytest.fixture
-def no_leaks(make_server: ServerFactory):
+def no_leaks(make_server: Harness) -> Callable[[], ContextManager[None]]:
     """Context manager: ``with no_leaks(): ...`` asserts that the block left
     no greenlet alive and no file descriptor open once every server handler
-    started by ``make_server`` has returned."""
-
-    @contextlib.contextmanager
-    def check() -> Iterator[None]:
-        _warm_up()
-        settle()
-        greenlets_before = own_greenlets()
-        fds_before = _fd_count()
-        yield
-        assert make_server.wait_idle(5), "a server handler is still running"
-        settle()
-        after = own_greenlets()
-        extra = [g for g in after if not any(g is b for b in greenlets_before)]
-        assert not extra, f"greenlets leaked: {extra!r}"
-        assert _fd_count() == fds_before, "file descriptors leaked"
-
-    return check
+    started by ``make_server`` has returned (servers are not stopped first)."""
+    return functools.partial(make_server.no_leaks, stop=False)
 
 
 # -- TLS (trustme) -------------------------------------------------------------

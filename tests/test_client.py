@@ -19,7 +19,7 @@ import gevent.ssl
 import pytest
 from gevent.event import AsyncResult
 from gevent.queue import Queue
-from support import complete_handshake, read_client_frames, read_head, server_frame
+from helpers import ClientFrames, handshake, read_head, recording_server, server_frame
 
 import gws
 from gws.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, Message
@@ -63,20 +63,6 @@ def test_echo_round_trip_and_clean_close(echo_server, no_leaks):
 
 
 # -- ways to connect ---------------------------------------------------------------------
-
-
-def recording_server(make_server, **options):
-    """A server whose handler puts (request, first message or None) on a queue."""
-    seen: Queue = Queue()
-
-    def handler(request, read, write):
-        msg = read()
-        seen.put((request, msg))
-        if msg is not None:
-            write(Message(opcode=msg.opcode, payload=msg.payload))
-            read()  # until the client closes
-
-    return make_server(handler, **options), seen
 
 
 def test_connect_with_url_string(make_server):
@@ -211,7 +197,7 @@ def test_keep_alive_and_reply_headers_from_a_raw_server(make_server):
             ).encode()
         )
         sock.sendall(server_frame(OP_TEXT, b"welcome"))
-        read_client_frames(sock)  # the client's close
+        ClientFrames(sock).next()  # the client's close
 
     server = make_server.raw(handler)
     res, read, write = gws.connect(port=server.port)
@@ -357,6 +343,31 @@ def test_tls_verified_with_ca_file(tls_echo, tls_ca_file):
     tls_round_trip(*gws.connect(host="127.0.0.1", port=tls_echo.port, tls={"ca": tls_ca_file}))
 
 
+def test_tls_default_context_is_built_once_per_setting(tls_echo, tls_ca_file, monkeypatch):
+    """Review defect: each wss connect built a new SSLContext and loaded the
+    CA bundle (about 14 ms of CPU during which no greenlet runs)."""
+    loads = []
+    real = gevent.ssl.SSLContext.load_verify_locations
+
+    def counting(self, *args, **kwargs):
+        loads.append(args or kwargs)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(gevent.ssl.SSLContext, "load_verify_locations", counting)
+    gws.client._cached_context.cache_clear()
+    contexts = []
+    for _ in range(3):
+        res, read, write = gws.connect(port=tls_echo.port, tls={"ca": tls_ca_file})
+        tls_round_trip(res, read, write)
+        contexts.append(res.socket.context)
+    assert len(loads) == 1
+    assert contexts[0] is contexts[1] is contexts[2]
+    assert isinstance(contexts[0], gevent.ssl.SSLContext)  # public wrap_socket path
+    res, read, write = gws.connect(port=tls_echo.port, tls={"ca": tls_ca_file, "insecure": True})
+    tls_round_trip(res, read, write)
+    assert len(loads) == 2 and res.socket.context is not contexts[0]
+
+
 def test_tls_wss_url_with_ca_pem_string(tls_echo, tls_ca):
     pem = tls_ca.cert_pem.bytes().decode()
     tls_round_trip(*gws.connect(f"wss://localhost:{tls_echo.port}/", tls={"ca": pem}))
@@ -419,58 +430,12 @@ def test_tls_handshake_timeout(make_server, tls_ca_file):
 # -- unix sockets ------------------------------------------------------------------------
 
 
-def test_unix_socket(make_server, tmp_path, no_leaks):
-    path = str(tmp_path / "ws.sock")
-    with no_leaks():
-        server, seen = recording_server(make_server, host="unix:" + path)
-        res, read, write = gws.connect(path=path, pathname="/over/unix")
-        assert res, read
-        assert res.socket.family == socket.AF_UNIX
-        write("unix")
-        request, msg = seen.get(timeout=5)
-        assert request.path == "/over/unix" and request.header("host") == "localhost"
-        assert read().payload == "unix"
-        write.close()
-        server.stop()
-
-
 def test_unix_socket_missing(tmp_path):
     res, err, _ = gws.connect(path=str(tmp_path / "nothing-here.sock"))
     assert res is None and "No such file" in err
 
 
 # -- subprotocols and headers --------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("offer", "chosen"),
-    [
-        ("chat", "chat"),
-        (["x-unknown", "superchat"], "superchat"),
-        (["superchat", "chat"], "superchat"),  # the client's order wins
-        (["x-unknown"], None),
-        (None, None),
-    ],
-)
-def test_subprotocol_negotiation(make_server, offer, chosen):
-    server, seen = recording_server(make_server, subprotocols=["chat", "superchat"])
-    options = {"port": server.port}
-    if offer is not None:
-        options["subprotocol"] = offer
-    res, read, write = gws.connect(options)
-    assert res, read
-    assert res.subprotocol == chosen
-    write(b"x")
-    request, _ = seen.get(timeout=5)
-    assert request.subprotocol == chosen
-    expected_offer = [offer] if isinstance(offer, str) else offer
-    if expected_offer:
-        assert request.header("Sec-WebSocket-Protocol") == ", ".join(expected_offer)
-    else:
-        assert request.header("Sec-WebSocket-Protocol") is None
-    with gws.open(port=server.port, subprotocol=offer or []) as ws:
-        assert ws.subprotocol == chosen
-    write.close()
 
 
 @pytest.mark.parametrize(
@@ -620,17 +585,6 @@ def test_endless_head_is_bounded(make_server):
     assert res is None and "larger than" in err
 
 
-def test_server_rejects_plain_http(echo_server):
-    sock = gsocket.create_connection(("127.0.0.1", echo_server))
-    try:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        head, _ = read_head(sock)
-        assert head.startswith(b"HTTP/1.1 426 ")
-        assert b"Sec-WebSocket-Version: 13" in head
-    finally:
-        sock.close()
-
-
 # -- heartbeat -----------------------------------------------------------------------------
 
 
@@ -638,7 +592,7 @@ def silent_peer(make_server):
     """A raw server that completes the handshake, then never reads or writes."""
 
     def handler(sock, address):
-        complete_handshake(sock)
+        handshake(sock)
         make_server.hold_open(sock, address)
 
     return make_server.raw(handler)
@@ -900,7 +854,7 @@ def test_close_handshake_is_bounded_against_a_silent_peer(make_server):
 
 def test_peer_drops_without_close_frame(make_server):
     def handler(sock, address):
-        complete_handshake(sock)
+        handshake(sock)
         sock.sendall(server_frame(OP_TEXT, b"last words"))
         sock.close()
 
@@ -920,15 +874,10 @@ def bad_frame_server(make_server, *frames_: bytes, extensions=None):
     result = AsyncResult()
 
     def handler(sock, address):
-        complete_handshake(sock, extensions=extensions)
+        _, rest = handshake(sock, extensions=extensions)
         for data in frames_:
             sock.sendall(data)
-        decoder = gws.frames.FrameDecoder(expect_masked=True)
-        for _ in range(10):  # skip pongs; the close comes within a few frames
-            got = read_client_frames(sock, decoder)
-            if not got or got[0].opcode == OP_CLOSE:
-                break
-        result.set(got[0] if got else None)
+        result.set(ClientFrames(sock, rest).until_close())  # pongs skipped
 
     return make_server.raw(handler), result
 
@@ -984,20 +933,6 @@ def test_max_size_none_means_no_limit(make_server):
     res, read, write = gws.connect(port=server.port, max_size=None)
     assert read().len == 3 * 1024 * 1024
     write.close()
-
-
-def test_server_max_size_enforced(make_server):
-    seen = AsyncResult()
-
-    def handler(request, read, write):
-        assert read() is None
-        seen.set(read.close_code)
-
-    server = make_server(handler, max_size=100)
-    res, read, write = gws.connect(port=server.port)
-    write(b"q" * 101)
-    assert seen.get(timeout=5) == 1009
-    assert read() is None and read.close_code == 1009
 
 
 @pytest.mark.parametrize(
@@ -1253,7 +1188,7 @@ def test_first_frame_in_the_same_packet_as_the_101(make_server):
         sock.sendall(
             build_accept(key) + server_frame(OP_TEXT, b"right away") + server_frame(OP_BINARY, b"2")
         )
-        read_client_frames(sock)
+        ClientFrames(sock).next()
 
     server = make_server.raw(handler)
     res, read, write = gws.connect(port=server.port)
@@ -1261,38 +1196,6 @@ def test_first_frame_in_the_same_packet_as_the_101(make_server):
     assert read().payload == "right away"
     assert read().payload == b"2"
     write.close()
-
-
-def test_handler_exception_closes_with_1011(make_server, caplog):
-    def handler(request, read, write):
-        read()
-        raise RuntimeError("boom")
-
-    server = make_server(handler)
-    res, read, write = gws.connect(port=server.port)
-    with caplog.at_level(logging.ERROR, logger="gws"):
-        write("trigger")
-        assert read() is None
-        assert server.wait_idle(5)
-    assert read.close_code == 1011
-    assert any("handler failed" in r.getMessage() for r in caplog.records)
-
-
-def test_server_handshake_timeout(make_server):
-    server = make_server(gws.echo, timeout=200)
-    sock = gsocket.create_connection(("127.0.0.1", server.port))
-    try:
-        sock.settimeout(5)
-        reply = b""
-        for _ in range(10):  # the 408, then the server's close
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-        assert reply.startswith(b"HTTP/1.1 408 "), reply
-        assert b"Connection: close" in reply
-    finally:
-        sock.close()
 
 
 def test_close_while_another_greenlet_reads(echo_server, no_leaks):

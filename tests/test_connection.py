@@ -18,7 +18,7 @@ import gevent.socket as gsocket
 import greenlet
 import pytest
 from gevent.event import Event
-from robust_helpers import ClientFrames, close_code_of, frame, handshake, quiet_close
+from helpers import ClientFrames, close_code_of, handshake, quiet_close, server_frame
 
 import gws
 from gws.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT, Message
@@ -64,7 +64,7 @@ class Peer:
                 self.frames.append(f)
                 if f.opcode == OP_CLOSE:
                     if self.answer_close:
-                        sock.sendall(frame(OP_CLOSE, f.payload[:2]))
+                        sock.sendall(server_frame(OP_CLOSE, f.payload[:2]))
                     else:
                         self.release.wait(10)
                     return
@@ -82,7 +82,7 @@ class Peer:
 def half_frame_server(make_server: Any, payload: bytes) -> tuple:
     """A peer that sends half a text frame, then the rest once ``go`` is set."""
     half_sent, go = Event(), Event()
-    wire = frame(OP_TEXT, payload)
+    wire = server_frame(OP_TEXT, payload)
 
     def script(sock: Any) -> None:
         sock.sendall(wire[: len(wire) // 2])
@@ -305,7 +305,7 @@ def test_close_is_not_held_up_by_the_heartbeat_pump(make_server, no_leaks):
             _, rest = handshake(sock)
             close = ClientFrames(sock, rest).until_close()
             pump_done.wait(10)
-            sock.sendall(frame(OP_CLOSE, close.payload[:2]))
+            sock.sendall(server_frame(OP_CLOSE, close.payload[:2]))
             replied.set()
         finally:
             quiet_close(sock)

@@ -17,17 +17,17 @@ from typing import Any, Dict, List, Optional
 import gevent
 import pytest
 from gevent.event import AsyncResult, Event
-from robust_helpers import (
+from helpers import (
     ClientFrames,
     Harness,
     accept_reply,
     close_code_of,
-    frame,
     handshake,
     peak_rss_bytes,
     quiet_close,
     read_request,
     rss_bytes,
+    server_frame,
 )
 
 import gws
@@ -36,14 +36,6 @@ from gws.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT
 pytestmark = pytest.mark.timeout(60)
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def h():
-    harness = Harness()
-    with gevent.Timeout(30):
-        yield harness
-    harness.stop_all()
 
 
 def connect(server, **options: Any):
@@ -58,7 +50,7 @@ def connect(server, **options: Any):
     "cut", [1, 2, 4, 60], ids=["mid-header", "after-header", "mid-len", "mid-payload"]
 )
 def test_server_closes_tcp_mid_frame(h: Harness, cut: int) -> None:
-    data = frame(OP_BINARY, b"x" * 300)  # 2 + 2 length bytes + payload
+    data = server_frame(OP_BINARY, b"x" * 300)  # 2 + 2 length bytes + payload
 
     def handler(sock, _addr):
         try:
@@ -103,7 +95,7 @@ def test_server_closes_tcp_before_the_close_frame(h: Harness) -> None:
     def handler(sock, _addr):
         try:
             handshake(sock)
-            sock.sendall(frame(OP_TEXT, b"last words"))
+            sock.sendall(server_frame(OP_TEXT, b"last words"))
         finally:
             quiet_close(sock)
 
@@ -337,7 +329,7 @@ def _frame_bytes(b0: int, length: int, payload: bytes = b"") -> bytes:
 
 
 def _close(code: int, reason: bytes = b"") -> bytes:
-    return frame(OP_CLOSE, code.to_bytes(2, "big") + reason)
+    return server_frame(OP_CLOSE, code.to_bytes(2, "big") + reason)
 
 
 BAD_FRAMES = {
@@ -353,14 +345,14 @@ BAD_FRAMES = {
     "fragmented-ping": (_frame_bytes(0x09, 0), 1002, "fragmented control frame"),
     "ping-126-bytes": (_frame_bytes(0x89, 126, b"p" * 126), 1002, "longer than 125"),
     "masked-server-frame": (bytes([0x82, 0x82, 1, 2, 3, 4, 5, 6]), 1002, "masked"),
-    "orphan-continuation": (frame(OP_CONTINUATION, b"x"), 1002, "continuation frame"),
-    "text-not-utf8": (frame(OP_TEXT, b"ok \xff\xfe"), 1007, "not valid UTF-8"),
+    "orphan-continuation": (server_frame(OP_CONTINUATION, b"x"), 1002, "continuation frame"),
+    "text-not-utf8": (server_frame(OP_TEXT, b"ok \xff\xfe"), 1007, "not valid UTF-8"),
     "close-code-999": (_close(999), 1002, "invalid close code 999"),
     "close-code-1004": (_close(1004), 1002, "invalid close code 1004"),
     "close-code-1005": (_close(1005), 1002, "invalid close code 1005"),
     "close-code-1006": (_close(1006), 1002, "invalid close code 1006"),
     "close-code-5000": (_close(5000), 1002, "invalid close code 5000"),
-    "close-one-byte": (frame(OP_CLOSE, b"\x03"), 1002, "one byte"),
+    "close-one-byte": (server_frame(OP_CLOSE, b"\x03"), 1002, "one byte"),
     "close-reason-not-utf8": (_close(1000, b"\xc3\x28 bad"), 1007, "not valid UTF-8"),
 }
 
@@ -425,7 +417,7 @@ def test_deflate_bomb_refused_at_max_size(h: Harness, name: str) -> None:
             _, rest = handshake(sock, extensions="permessage-deflate")
             for i, n in enumerate(parts):
                 opcode = OP_BINARY if i == 0 else OP_CONTINUATION
-                sock.sendall(frame(opcode, chunk * n, fin=i == len(parts) - 1, rsv1=i == 0))
+                sock.sendall(server_frame(opcode, chunk * n, fin=i == len(parts) - 1, rsv1=i == 0))
             got.set(close_code_of(ClientFrames(sock, rest).until_close()))
         except Exception as exc:  # noqa: BLE001 - reported through got
             got.set(exc)
@@ -636,7 +628,7 @@ def test_heartbeat_answering_a_ping_behind_a_blocked_writer(h: Harness) -> None:
             if f is not None and f.opcode == OP_PING:
                 pinged.set()
                 if writer_stuck.wait(10):
-                    sock.sendall(frame(OP_PING, b"are you there"))
+                    sock.sendall(server_frame(OP_PING, b"are you there"))
             release.wait(20)
         finally:
             quiet_close(sock)
@@ -683,7 +675,7 @@ def test_server_answers_close_but_keeps_tcp_open(h: Harness) -> None:
         try:
             _, rest = handshake(sock)
             f = ClientFrames(sock, rest).until_close()
-            sock.sendall(frame(OP_CLOSE, f.payload if f is not None else b""))
+            sock.sendall(server_frame(OP_CLOSE, f.payload if f is not None else b""))
             release.wait(10)  # but never closes TCP
         finally:
             quiet_close(sock)
@@ -714,7 +706,7 @@ def test_user_timeout_around_read_still_closes_the_socket(h: Harness) -> None:
     def handler(sock, _addr):
         try:
             _, rest = handshake(sock)
-            sock.sendall(frame(OP_CLOSE, (1001).to_bytes(2, "big")))
+            sock.sendall(server_frame(OP_CLOSE, (1001).to_bytes(2, "big")))
             ClientFrames(sock, rest).until_close()
             release.wait(10)  # never closes TCP
         finally:

@@ -22,7 +22,7 @@ from typing import Any, List, Optional, Tuple
 import gevent
 import pytest
 from gevent.pool import Pool
-from robust_helpers import (
+from helpers import (
     Harness,
     fd_count,
     live_greenlets,

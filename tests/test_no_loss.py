@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Tuple
 
 import gevent
 import pytest
-from robust_helpers import Harness, peak_rss_bytes
+from helpers import Harness, peak_rss_bytes
 
 import gws
 from gws.frames import OP_BINARY, OP_TEXT, Message

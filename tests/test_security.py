@@ -16,7 +16,7 @@ import gevent
 import gevent.ssl as gssl
 import pytest
 from gevent.event import AsyncResult
-from robust_helpers import (
+from helpers import (
     ClientFrames,
     Harness,
     accept_reply,
@@ -32,14 +32,6 @@ from gws.handshake import parse_request
 trustme = pytest.importorskip("trustme")
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def h():
-    harness = Harness()
-    with gevent.Timeout(30):
-        yield harness
-    harness.stop_all()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,344 @@
+"""Plain helpers shared by every test module (fixtures live in conftest.py).
+
+* Leak and memory accounting: :func:`live_greenlets`, :func:`fd_count`,
+  :func:`settle`, :func:`warm_up`, :func:`rss_bytes` and friends.
+* Servers: :class:`Harness` starts ``gws.serve`` servers and hand-written raw
+  peers, each as a :class:`PooledServer` whose handler greenlets run in a
+  Pool (so a test can wait for them), and checks a block leaked nothing
+  (:meth:`Harness.no_leaks`). conftest's ``make_server`` fixture is one.
+* Raw peers: just enough HTTP and RFC 6455, written by hand on gevent
+  sockets, to provoke the client. They never go through gws's own server
+  code, so a bug on one side cannot hide one on the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import resource
+import threading
+from typing import Any, Callable, Iterator, List, Optional, Tuple
+
+import gevent
+import gevent.ssl as gssl
+import greenlet
+from gevent.event import Event
+from gevent.hub import Hub
+from gevent.pool import Pool
+from gevent.queue import Queue
+from gevent.server import StreamServer
+from gevent.threadpool import _WorkerGreenlet
+
+import gws
+from gws.frames import FrameDecoder, Message, encode_frame
+from gws.handshake import MAX_HEAD, accept_key, check_request, parse_request
+from gws.io import read_head as gws_read_head
+
+DEADLINE = 20.0
+"""Seconds a raw handler may hold a connection open (``Harness.hold_open``);
+also what conftest's ``deadline`` fixture allows a test to block in gevent."""
+
+# -- leak and memory accounting ----------------------------------------------------------
+
+
+def live_greenlets() -> List[greenlet.greenlet]:
+    """Every greenlet of this thread that is alive (its main greenlet and hub
+    included), minus gevent's thread pool machinery, which comes and goes with
+    the resolver's load and idle timeout: pool workers, the root greenlets of
+    other threads and other threads' hubs."""
+    gc.collect()
+    me = greenlet.getcurrent()
+    while me.parent is not None:
+        me = me.parent
+    ident = threading.get_ident()
+    return [
+        g
+        for g in gc.get_objects()
+        if isinstance(g, greenlet.greenlet)
+        and not g.dead
+        and (g.parent is not None or g is me)
+        and not isinstance(g, _WorkerGreenlet)
+        and not (isinstance(g, Hub) and getattr(g, "thread_ident", ident) != ident)
+    ]
+
+
+def greenlet_count() -> int:
+    return len(live_greenlets())
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def settle(rounds: int = 5) -> None:
+    """Run callbacks already scheduled (kills, closes); bounded, no timers."""
+    for _ in range(rounds):
+        gevent.sleep(0)
+    gc.collect()
+
+
+_warmed = False
+
+
+def warm_up() -> None:
+    """Create what gevent makes lazily once per process (resolver thread
+    pool, its watchers, the SSL module) so it does not count as a leak of
+    the first test that checks."""
+    global _warmed
+    if _warmed:
+        return
+    server = gws.serve(gws.echo, "127.0.0.1", 0)
+    try:
+        res, read, write = gws.connect(host="127.0.0.1", port=server.server_port, heartbeat=1000)
+        assert res, read
+        write(b"warm")
+        assert read() is not None
+        write.close()
+        ctx = gssl.create_default_context()
+        del ctx
+    finally:
+        server.stop(timeout=1)
+    _warmed = True
+
+
+def rss_bytes() -> int:
+    """Current resident set size."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def release_free_memory() -> None:
+    """Hand freed heap back to the OS (glibc), so an RSS baseline taken next
+    is not inflated by an earlier test's garbage."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+# -- servers -------------------------------------------------------------------------------
+
+
+class PooledServer:
+    """A started server whose handler greenlets run in a Pool, so a test can
+    wait for them to finish (``wait_idle``, alias ``join``)."""
+
+    def __init__(
+        self,
+        server: StreamServer,
+        pool: Pool,
+        unix_path: Optional[str] = None,
+        released: Optional[Event] = None,
+    ) -> None:
+        self.server = server
+        self.pool = pool
+        self.unix_path = unix_path
+        self._released = released
+
+    @property
+    def port(self) -> int:
+        return self.server.server_port
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.server.ssl_enabled else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}/"
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """True once every connection handler has returned (bounded)."""
+        return self.pool.join(timeout=timeout)
+
+    join = wait_idle
+
+    def stop(self) -> None:
+        if self._released is not None:
+            self._released.set()  # let hold_open() handlers return
+        if not self.server.closed:
+            self.server.stop(timeout=1)
+
+
+class Harness:
+    """Starts servers for one test, stops them all (``stop_all``), and checks
+    that a block leaked nothing (``no_leaks``).
+
+    ``harness(handler, **options)`` (alias ``ws``): a ``gws.serve`` server;
+    ``handler(request, read, write)`` defaults to ``gws.echo``, ``options`` go
+    to ``gws.serve`` (``host="unix:/path"``, ``port``, ``ssl_context``, and the
+    accept / wrap_io options such as ``subprotocols`` or ``max_size``).
+    ``raw(handler)``: a plain gevent StreamServer calling ``handler(sock,
+    address)``, a hand-written peer for what gws itself would never send.
+    """
+
+    def __init__(self) -> None:
+        self.servers: List[PooledServer] = []
+        self.released = Event()
+
+    def __call__(self, handler: Callable[..., Any] = gws.echo, **options: Any) -> PooledServer:
+        host = options.pop("host", "127.0.0.1")
+        port = options.pop("port", 0)
+        server = gws.serve(handler, host, port, start=False, **options)
+        pool = Pool()
+        server.set_spawn(pool)
+        server.start()
+        unix_path = host[5:] if host.startswith("unix:") else None
+        handle = PooledServer(server, pool, unix_path, self.released)
+        self.servers.append(handle)
+        return handle
+
+    ws = __call__
+
+    def raw(self, handler: Callable[[Any, Any], Any], ssl_context: Any = None) -> PooledServer:
+        kwargs = {"ssl_context": ssl_context} if ssl_context is not None else {}
+        pool = Pool()
+        server = StreamServer(("127.0.0.1", 0), handler, spawn=pool, **kwargs)
+        server.start()
+        handle = PooledServer(server, pool, released=self.released)
+        self.servers.append(handle)
+        return handle
+
+    def hold_open(self, sock: Any, address: Any) -> None:
+        """Raw handler (or its tail): keep the connection open without reading
+        or writing anything, until a server of this harness is stopped."""
+        self.released.wait(DEADLINE)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """True once every handler of every server has returned (bounded)."""
+        return all(s.wait_idle(timeout) for s in self.servers)
+
+    join_all = wait_idle
+
+    def stop_all(self) -> None:
+        self.released.set()
+        for s in self.servers:
+            s.stop()
+
+    @contextlib.contextmanager
+    def no_leaks(self, join_timeout: float = 5.0, stop: bool = True) -> Iterator[None]:
+        """Assert that the block left no greenlet alive and no file descriptor
+        open, once every server handler has returned (and, with ``stop``,
+        every server of this harness is stopped)."""
+        warm_up()
+        settle()
+        before = live_greenlets()
+        fds_before = fd_count()
+        yield
+        assert self.wait_idle(join_timeout), "a server handler is still running"
+        if stop:
+            self.stop_all()
+        settle()
+        extra = [g for g in live_greenlets() if not any(g is b for b in before)]
+        assert not extra, f"greenlets leaked: {extra!r}"
+        fds_after = fd_count()
+        assert fds_after == fds_before, f"fds leaked: {fds_before} before, {fds_after} after"
+
+
+def recording_server(make_server: Harness, **options: Any) -> Tuple[PooledServer, Queue]:
+    """A gws server whose handler puts (request, first message or None) on a
+    queue, echoes that message and reads on until the client closes."""
+    seen: Queue = Queue()
+
+    def handler(request, read, write):
+        msg = read()
+        seen.put((request, msg))
+        if msg is not None:
+            write(Message(opcode=msg.opcode, payload=msg.payload))
+            read()  # until the client closes
+
+    return make_server(handler, **options), seen
+
+
+# -- raw peers ---------------------------------------------------------------------------
+
+
+def read_head(sock: Any, limit: int = MAX_HEAD) -> Tuple[bytes, bytes]:
+    """Read an HTTP head from ``sock``: (head, bytes after it)."""
+    return gws_read_head(sock, limit)
+
+
+def read_request(sock: Any) -> Tuple[str, list, bytes]:
+    """Read and check a client's upgrade request (HandshakeError if it is
+    not a valid one): (Sec-WebSocket-Key, headers, leftover)."""
+    head, rest = read_head(sock)
+    method, _target, headers = parse_request(head)
+    key = check_request(method, headers)
+    return key, headers, rest
+
+
+def accept_reply(key: str, extensions: Optional[str] = None, extra: str = "") -> bytes:
+    """A hand-written ``101`` reply for ``key``."""
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {accept_key(key)}",
+    ]
+    if extensions:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode("latin-1")
+
+
+def handshake(sock: Any, extensions: Optional[str] = None) -> Tuple[list, bytes]:
+    """The server side of the opening handshake by hand, with no extension
+    unless ``extensions`` is given: (request headers, leftover)."""
+    key, headers, rest = read_request(sock)
+    sock.sendall(accept_reply(key, extensions))
+    return headers, rest
+
+
+def server_frame(
+    opcode: int, payload: bytes = b"", *, fin: bool = True, rsv1: bool = False
+) -> bytes:
+    """An unmasked frame, as a server sends it."""
+    return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=False)
+
+
+class ClientFrames:
+    """Reads the masked frames a client sends (each call bounded by ``limit`` recvs)."""
+
+    def __init__(self, sock: Any, leftover: bytes = b"") -> None:
+        self.sock = sock
+        self.decoder = FrameDecoder(expect_masked=True, rsv_allowed=0x40)
+        self.decoder.feed(leftover)
+
+    def next(self, limit: int = 10000) -> Optional[Message]:
+        """The next frame, or None at end of stream."""
+        for _ in range(limit):
+            f = self.decoder.next_frame()
+            if f is not None:
+                return f
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.decoder.feed(chunk)
+        raise AssertionError("client frame not complete after too many reads")
+
+    def until_close(self, limit: int = 1000) -> Optional[Message]:
+        """Skip frames until the client's close frame (None on EOF first)."""
+        for _ in range(limit):
+            f = self.next()
+            if f is None or f.opcode == gws.OP_CLOSE:
+                return f
+        raise AssertionError("no close frame among the client's frames")
+
+
+def close_code_of(f: Optional[Message]) -> Optional[int]:
+    """The status code carried by a close frame (None if absent)."""
+    assert f is not None, "the client sent no close frame"
+    assert f.opcode == gws.OP_CLOSE, f
+    if len(f.payload) < 2:
+        return None
+    return int.from_bytes(f.payload[:2], "big")
+
+
+def quiet_close(sock: Any) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
