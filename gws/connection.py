@@ -225,7 +225,7 @@ class Connection:
                 self._receive_once()
             return messages.pop(0)
 
-    def _receive_once(self) -> None:
+    def _receive_once(self, wait: Optional[float] = None) -> None:
         """Read once from the transport into the protocol, then send what it
         owes and close the transport when it says so. Hold ``read_lock``."""
         proto = self.protocol
@@ -238,7 +238,13 @@ class Connection:
             return
         try:
             if self.transport is not None:
-                data = self.transport.recv()
+                if wait is None:
+                    data = self.transport.recv()
+                else:  # bounds the wait for input only, never a frame being sent
+                    with Deadline(wait) as deadline:
+                        data = self.transport.recv()
+                    if deadline.expired:
+                        return
                 if data:
                     proto.receive_data(data, lazy=True)
                 else:
@@ -283,8 +289,11 @@ class Connection:
             return
         try:
             if self.protocol.state is not CLOSED:
-                with Deadline(seconds):
-                    self._receive_once()
+                if self.transport is None:
+                    with Deadline(seconds):
+                        self._receive_once()
+                else:
+                    self._receive_once(seconds)
         finally:
             self.read_lock.release()
 

@@ -122,7 +122,12 @@ def _run(limit: int, compression: Optional[str]) -> None:
         assert not failures, failures[:5]
 
         open_now = sum(1 for c in conns if c is not None and c[0].connection.state == 0)
-        assert open_now == n, f"only {open_now} of {n} connections still open"
+        closed = [
+            (c[0].error, c[0].close_code)
+            for c in conns
+            if c is not None and c[0].connection.state != 0
+        ]
+        assert open_now == n, f"only {open_now} of {n} connections still open: {closed[:5]}"
         beating = sum(1 for c in conns if c is not None and c[0].connection.heartbeat_active)
         assert beating == n, f"only {beating} of {n} heartbeats running"
         assert len(srv.pool) == n, "server does not hold every connection"
