@@ -309,6 +309,8 @@ class Connection:
         """
         if type(message) is bytes:
             frame = Message(True, False, False, False, OP_BINARY, False, message)
+        elif type(message) is str:
+            frame = Message(True, False, False, False, OP_TEXT, False, message.encode("utf-8"))
         elif message is None:
             raise TypeError("send(None): use close() to close the connection")
         elif isinstance(message, Iterable) and not isinstance(
