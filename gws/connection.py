@@ -138,7 +138,7 @@ class Connection:
         self._thread = _get_ident()
         self._close_timer: Optional[_TimerWatcher] = None
         if initial:
-            protocol.receive_data(initial, lazy=True)
+            protocol.buffer(initial)  # parsed by the first read, which sends what it owes
 
     def start_heartbeat(self, interval: float, timeout: Optional[float], opcode: int) -> None:
         """Ping every ``interval`` s; see :class:`~gws.heartbeat.Heartbeat`."""
@@ -288,7 +288,12 @@ class Connection:
         if not self.read_lock.acquire(blocking=False):
             return
         try:
-            if self.protocol.state is not CLOSED:
+            proto = self.protocol
+            # Frames buffered earlier first (each round consumes one or more),
+            # then one read: only fresh bytes show the peer is alive.
+            while proto.state is not CLOSED and proto.parse_buffered():
+                self._settle()
+            if proto.state is not CLOSED:
                 if self.transport is None:
                     with Deadline(seconds):
                         self._receive_once()

@@ -286,6 +286,12 @@ class Protocol:
         self.decoder.feed(data)
         self._parse(lazy)
 
+    def buffer(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Take bytes without parsing them yet: :meth:`parse_buffered` will.
+        (Bytes that arrived with the handshake: what they ask of us, pongs
+        included, must go out in order with what follows.)"""
+        self.decoder.feed(data)
+
     def parse_buffered(self) -> bool:
         """Lazily process frames already received but not yet parsed (see
         :meth:`receive_data`); return whether any was."""

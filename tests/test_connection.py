@@ -18,10 +18,18 @@ import gevent.socket as gsocket
 import greenlet
 import pytest
 from gevent.event import Event
-from helpers import ClientFrames, close_code_of, handshake, quiet_close, server_frame
+from helpers import (
+    ClientFrames,
+    accept_reply,
+    close_code_of,
+    handshake,
+    quiet_close,
+    read_request,
+    server_frame,
+)
 
 import gws
-from gws.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT, Message
+from gws.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, Message
 from gws.protocol import State
 
 pytestmark = pytest.mark.usefixtures("deadline")
@@ -553,3 +561,39 @@ def test_use_from_another_os_thread_is_a_clear_gws_error(echo_server, no_leaks):
         ws.send("still mine")
         assert ws.recv().payload == "still mine"
         ws.close()
+
+
+def test_a_pong_owed_for_bytes_that_came_with_the_handshake_goes_out_first(make_server, no_leaks):
+    """Found by Autobahn 5.7 under load: frames that arrived in the same TCP
+    read as the 101 (a fragment, a ping, the last fragment) were parsed when
+    the connection was made, and the pong waited until after the echo."""
+    frames_seen: List[Message] = []
+
+    def handler(sock: Any, _addr: Any) -> None:
+        try:
+            key, _headers, rest = read_request(sock)
+            sock.sendall(
+                accept_reply(key)
+                + server_frame(OP_TEXT, b"frag1", fin=False)
+                + server_frame(OP_PING, b"ping payload")
+                + server_frame(OP_CONTINUATION, b"frag2")
+            )
+            frames = ClientFrames(sock, rest)
+            for _ in range(2):
+                frames_seen.append(frames.next())
+            sock.sendall(server_frame(OP_CLOSE, (1000).to_bytes(2, "big")))
+            frames.until_close()
+        finally:
+            quiet_close(sock)
+
+    server = make_server.raw(handler)
+    with no_leaks():
+        res, read, write = gws.connect(f"ws://127.0.0.1:{server.port}/", compression=None)
+        msg = read()
+        assert msg is not None and msg.payload == "frag1frag2"
+        write(msg.payload)
+        assert read() is None and read.close_code == 1000
+        assert [(f.opcode, f.payload) for f in frames_seen] == [
+            (OP_PONG, b"ping payload"),
+            (OP_TEXT, b"frag1frag2"),
+        ]
