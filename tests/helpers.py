@@ -36,6 +36,23 @@ from gws.handshake import MAX_HEAD, accept_key, check_request, parse_request
 from gws.io import read_head as gws_read_head
 
 DEADLINE = 20.0
+
+#: Node peers installed by scripts/test (npm install --prefix tests/node).
+NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
+NODE_MODULES = os.path.join(NODE_DIR, "node_modules")
+
+
+def node_peer(package: str) -> str:
+    """Path of an installed Node package under tests/node, or skip the test
+    with the reason (scripts/test installs them whenever npm is present)."""
+    import shutil
+
+    import pytest
+
+    path = os.path.join(NODE_MODULES, package)
+    if not shutil.which("node") or not os.path.isdir(path):
+        pytest.skip(f"Node package {package!r} not installed (npm install --prefix tests/node)")
+    return path
 """Seconds a raw handler may hold a connection open (``Harness.hold_open``);
 also what conftest's ``deadline`` fixture allows a test to block in gevent."""
 
