@@ -38,9 +38,19 @@ log = logging.getLogger("gws")
 class Heartbeat:
     """Pings for ``conn`` every ``interval`` seconds with ``opcode`` (9 or
     10); with ``timeout`` set, no frame within ``timeout`` of a ping drops
-    the connection."""
+    the connection. ``payload`` (bytes, default empty) is what each ping carries."""
 
-    __slots__ = ("conn", "interval", "timeout", "opcode", "_timer", "_step", "_waiting", "_next")
+    __slots__ = (
+        "conn",
+        "interval",
+        "timeout",
+        "opcode",
+        "payload",
+        "_timer",
+        "_step",
+        "_waiting",
+        "_next",
+    )
 
     def __init__(
         self, conn: Connection, interval: float, timeout: Optional[float], opcode: int = OP_PING
@@ -49,6 +59,7 @@ class Heartbeat:
         self.interval = interval
         self.timeout = timeout
         self.opcode = opcode
+        self.payload = b""
         self._timer: Optional[_TimerWatcher] = None
         self._step: Optional[_Step] = None
         self._waiting: Optional[float] = None  # when the oldest unanswered ping went out
@@ -118,7 +129,7 @@ class Heartbeat:
                 self._dead(None)
                 return None
         if now >= self._next:
-            ping = Message(True, False, False, False, self.opcode, False, b"")
+            ping = Message(True, False, False, False, self.opcode, False, self.payload)
             with Deadline(timeout) as deadline:
                 try:
                     conn.send_control(ping)

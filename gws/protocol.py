@@ -208,6 +208,9 @@ class Protocol:
     handshake it waits for the server to close TCP). ``mask``: mask outgoing
     frames (defaults to ``is_client``). ``fragments``: deliver frames as they
     arrive, control frames included, instead of whole messages.
+    ``controls`` (an attribute, default False): with whole messages, also
+    deliver the ping and pong frames received, in order between them (the
+    websocket-client compatibility layer's ``on_ping``/``on_pong``).
 
     After each ``receive_*`` call: :attr:`messages` holds what to deliver,
     :attr:`outgoing` the frames owed to the peer (pongs, close frames) in
@@ -220,6 +223,7 @@ class Protocol:
         "is_client",
         "mask",
         "fragments",
+        "controls",
         "deflate",
         "state",
         "close_sent",
@@ -248,6 +252,7 @@ class Protocol:
         self.is_client = is_client
         self.mask = is_client if mask is None else mask
         self.fragments = fragments
+        self.controls = False
         self.deflate = deflate
         self.state = OPEN
         self.close_sent = False
@@ -375,7 +380,7 @@ class Protocol:
                 )
         elif opcode == OP_CLOSE:
             self._on_close(frame.payload)  # type: ignore[arg-type]
-        if self.fragments:
+        if self.fragments or (self.controls and opcode != OP_CLOSE):
             self.messages.append(frame)
 
     def _on_close(self, payload: bytes) -> None:
