@@ -11,6 +11,8 @@ import ssl
 import struct
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Type, Union
 
+import gevent.ssl as gssl
+
 import gws
 from gws.deadline import Deadline
 
@@ -261,7 +263,7 @@ class WebSocket:
 
     def is_ssl(self) -> bool:
         ws = self._ws
-        return ws is not None and isinstance(ws.response.socket, ssl.SSLSocket)
+        return ws is not None and isinstance(ws.response.socket, (ssl.SSLSocket, gssl.SSLSocket))
 
     @property
     def connected(self) -> bool:
@@ -546,10 +548,9 @@ class WebSocket:
                 self._closed(ws, exc)
                 return None
             opcode = msg.opcode
-            if opcode >= ABNF.OPCODE_CLOSE:
-                trace(f"++Rcv decoded: fin=1 opcode={opcode} data={msg.payload!r}")
-                if not control_frame:
-                    continue
+            trace(f"++Rcv decoded: fin=1 opcode={opcode} data={msg.payload!r}")
+            if opcode >= ABNF.OPCODE_CLOSE and not control_frame:
+                continue
             return msg
 
     def _closed(self, ws: gws.WebSocket, closed: gws.ConnectionClosed) -> None:

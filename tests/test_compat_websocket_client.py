@@ -1,0 +1,901 @@
+"""gws.compat.websocket_client against websocket-client 1.9.2 itself.
+
+Each scenario is a program written for websocket-client (its README
+examples, a WebSocketApp, a reconnecting feed), run unchanged against both
+modules (the ``websocket`` fixture is parametrized over the two) and checked
+against the same expected callbacks, arguments, return values and
+exceptions. The servers are gws servers in this process.
+
+Where the client runs: websocket-client blocks its OS thread in socket
+calls, so run in the test's thread it would freeze the gevent hub serving
+the test's servers. :func:`in_thread` runs the client program in a real OS
+thread (gevent's ThreadPool; nothing is monkey-patched) while the test's
+greenlet waits on the result through the hub, which keeps the servers
+responsive. gws.compat runs the same program the same way: a threaded
+program that never monkey-patches is what it is for (gws gets a hub of its
+own in that thread).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import socket
+import ssl
+import struct
+from typing import Any, Callable, List
+
+import gevent
+import pytest
+import websocket as websocket_client
+from gevent.event import Event
+from gevent.threadpool import ThreadPool
+from helpers import (
+    DEADLINE,
+    ClientFrames,
+    accept_reply,
+    close_code_of,
+    read_request,
+    server_frame,
+)
+
+import gws
+import gws.compat.websocket_client as compat
+from gws.compat import _wsclient_options as options
+
+pytestmark = pytest.mark.usefixtures("deadline")
+
+MODULES = [
+    pytest.param(websocket_client, id="websocket-client"),
+    pytest.param(compat, id="gws-compat"),
+]
+
+
+@pytest.fixture(params=MODULES)
+def websocket(request: Any) -> Any:
+    """The module under test: websocket-client 1.9.2, or gws's compatibility layer."""
+    return request.param
+
+
+def in_thread(fn: Callable[..., Any], *args: Any, timeout: float = DEADLINE) -> Any:
+    """Run ``fn(*args)`` in a real OS thread; wait for it in gevent (see the
+    module docstring). Bounded: a hung client fails the test with gevent.Timeout."""
+    pool = ThreadPool(1)
+    try:
+        return pool.spawn(fn, *args).get(timeout=timeout)
+    finally:
+        pool.kill()
+
+
+def described(exc: BaseException) -> tuple:
+    """An exception as both modules can be compared on: class name and text."""
+    return (type(exc).__name__, str(exc))
+
+
+# -- servers ---------------------------------------------------------------------------------
+
+
+def greeter(request, read, write):
+    """echo.websocket.events's behaviour: a greeting, then echo."""
+    write("echo.websocket.events sponsored by Lob.com")
+    gws.echo(request, read, write)
+
+
+def raw_403(sock, address):
+    read_request(sock)
+    sock.sendall(
+        b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 9\r\nX-Why: test\r\n\r\nforbidden"
+    )
+    sock.close()
+
+
+def says_then_closes(*messages: str, code: int = 1001, reason: str = "bye"):
+    def handler(request, read, write):
+        for text in messages:
+            write(text)
+        write.close(code, reason)
+
+    return handler
+
+
+# -- README: create_connection -------------------------------------------------------------
+
+
+def readme_short_lived(websocket: Any, url: str) -> List[Any]:
+    # websocket-client's README, "Short-lived one-off send-receive"
+    out = []
+    ws = websocket.create_connection(url)
+    out.append(ws.recv())
+    out.append(ws.send("Hello, World"))
+    out.append(ws.recv())
+    out.append((ws.getstatus(), ws.connected))
+    ws.close()
+    out.append(ws.connected)
+    return out
+
+
+def test_readme_create_connection(websocket, make_server):
+    server = make_server(greeter)
+    assert in_thread(readme_short_lived, websocket, server.url) == [
+        "echo.websocket.events sponsored by Lob.com",
+        18,  # bytes of the masked frame on the wire
+        "Hello, World",
+        (101, True),
+        False,
+    ]
+
+
+def binary_and_control(websocket: Any, url: str) -> List[Any]:
+    ws = websocket.create_connection(url, timeout=5)
+    try:
+        out = [ws.send_binary(b"\x00\xff" * 100), ws.recv()]
+        ws.send(b"raw", websocket.ABNF.OPCODE_BINARY)
+        out.append(ws.recv_data())
+        ws.send("text")
+        out.append(ws.recv_data())
+        ws.ping("are you there")
+        out.append(ws.recv_data(control_frame=True))
+        ws.ping(b"pinged")
+        out.append(ws.recv_data_frame(True)[1].data)
+        ws.send("after a pong")
+        out.append(ws.recv())
+        return out
+    finally:
+        ws.close()
+
+
+def test_binary_text_and_pong_frames(websocket, make_server):
+    server = make_server()
+    assert in_thread(binary_and_control, websocket, server.url) == [
+        208,
+        b"\x00\xff" * 100,
+        (2, b"raw"),
+        (1, b"text"),
+        (10, b"are you there"),
+        b"pinged",
+        "after a pong",
+    ]
+
+
+def sends_headers(websocket: Any, url: str) -> Any:
+    ws = websocket.create_connection(
+        url,
+        header=["X-Token: secret", "User-Agent: compat-test"],
+        cookie="session=42",
+        subprotocols=["chat", "superchat"],
+    )
+    try:
+        return ws.getsubprotocol(), ws.getheaders()["upgrade"], ws.recv()
+    finally:
+        ws.close()
+
+
+def test_handshake_headers_and_subprotocol(websocket, make_server):
+    seen = []
+
+    def handler(request, read, write):
+        seen.append(dict((n.lower(), v) for n, v in request.headers))
+        write("ok")
+        read()
+
+    server = make_server(handler, subprotocols=["superchat", "chat"])
+    assert in_thread(sends_headers, websocket, server.url) == ("chat", "websocket", "ok")
+    headers = seen[0]
+    assert headers["x-token"] == "secret"
+    assert headers["user-agent"] == "compat-test"
+    assert headers["cookie"] == "session=42"
+    assert headers["origin"] == f"http://127.0.0.1:{server.port}"
+    assert headers["sec-websocket-protocol"].replace(" ", "") == "chat,superchat"
+
+
+# -- exceptions ------------------------------------------------------------------------------
+
+
+def connect_error(websocket: Any, url: str) -> Any:
+    try:
+        websocket.create_connection(url, timeout=5)
+    except Exception as exc:  # noqa: BLE001 - the scenario reports what it got
+        return exc
+    raise AssertionError("connected")
+
+
+def test_bad_status_403(websocket, make_server):
+    server = make_server.raw(raw_403)
+    exc = in_thread(connect_error, websocket, f"ws://127.0.0.1:{server.port}/")
+    assert isinstance(exc, websocket.WebSocketBadStatusException)
+    assert isinstance(exc, websocket.WebSocketException)
+    assert exc.status_code == 403
+    assert exc.status_message == "Forbidden"
+    assert exc.resp_headers["x-why"] == "test"
+    assert str(exc).startswith("Handshake status 403 Forbidden -+-+- {")
+
+
+def test_connection_refused(websocket, free_port):
+    exc = in_thread(connect_error, websocket, f"ws://127.0.0.1:{free_port}/")
+    assert isinstance(exc, ConnectionRefusedError)
+
+
+def test_bad_url(websocket):
+    exc = in_thread(connect_error, websocket, "http://127.0.0.1/")
+    assert isinstance(exc, ValueError)
+
+
+def recv_timeout(websocket: Any, url: str) -> List[Any]:
+    ws = websocket.create_connection(url, timeout=0.2)
+    out: List[Any] = [ws.gettimeout()]
+    try:
+        ws.recv()
+    except websocket.WebSocketTimeoutException as exc:
+        out.append(described(exc))
+    ws.settimeout(5)
+    ws.send("still usable")  # a timed-out recv leaves the connection open
+    out.append(ws.recv())
+    ws.close()
+    return out
+
+
+def test_recv_timeout(websocket, make_server):
+    server = make_server()
+    assert in_thread(recv_timeout, websocket, server.url) == [
+        0.2,
+        ("WebSocketTimeoutException", "Connection timed out"),
+        "still usable",
+    ]
+
+
+def use_after_close(websocket: Any, url: str) -> List[Any]:
+    ws = websocket.create_connection(url)
+    ws.close()
+    out = []
+    for call in (lambda: ws.send("late"), ws.recv, lambda: ws.ping()):
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001
+            out.append(described(exc))
+    ws.close()  # a second close is a no-op
+    return out
+
+
+def test_connection_closed_after_close(websocket, make_server):
+    server = make_server()
+    assert in_thread(use_after_close, websocket, server.url) == [
+        ("WebSocketConnectionClosedException", "socket is already closed."),
+        ("WebSocketConnectionClosedException", "Connection is closed"),
+        ("WebSocketConnectionClosedException", "socket is already closed."),
+    ]
+
+
+def peer_closes(websocket: Any, url: str) -> List[Any]:
+    ws = websocket.create_connection(url, timeout=5)
+    out: List[Any] = [ws.recv(), ws.recv(), ws.connected]
+    try:
+        ws.recv()
+    except websocket.WebSocketConnectionClosedException as exc:
+        out.append(described(exc))
+    return out
+
+
+def test_server_close_frame_then_closed(websocket, make_server):
+    # websocket-client's recv() returns "" for the close frame, then raises
+    server = make_server(says_then_closes("bye now", code=1001, reason="going"))
+    assert in_thread(peer_closes, websocket, server.url) == [
+        "bye now",
+        "",
+        False,
+        ("WebSocketConnectionClosedException", "Connection to remote host was lost."),
+    ]
+
+
+def test_exception_hierarchy_matches():
+    for name in [n for n in dir(websocket_client) if n.endswith("Exception")]:
+        theirs = getattr(websocket_client, name)
+        ours = getattr(compat, name)
+        assert [c.__name__ for c in ours.__mro__] == [c.__name__ for c in theirs.__mro__], name
+    exc = compat.WebSocketBadStatusException("m", 404, "Not Found", {"a": "b"}, b"body")
+    assert (exc.status_code, exc.status_message, exc.resp_headers, exc.resp_body) == (
+        404,
+        "Not Found",
+        {"a": "b"},
+        b"body",
+    )
+
+
+# -- the public surface ----------------------------------------------------------------------
+
+SURFACE = [
+    "create_connection",
+    "WebSocket",
+    "WebSocketApp",
+    "ABNF",
+    "enableTrace",
+    "setdefaulttimeout",
+    "getdefaulttimeout",
+    "set_reconnect",
+    "DEFAULT_SOCKET_OPTION",
+    "WebSocketException",
+    "WebSocketConnectionClosedException",
+    "WebSocketTimeoutException",
+    "WebSocketBadStatusException",
+    "WebSocketAddressException",
+    "WebSocketProtocolException",
+    "WebSocketPayloadException",
+    "WebSocketProxyException",
+] + [n for n in dir(websocket_client) if n.startswith("STATUS_")]
+
+METHODS = {
+    "WebSocket": [
+        "connect",
+        "send",
+        "send_binary",
+        "send_text",
+        "send_bytes",
+        "send_frame",
+        "recv",
+        "recv_data",
+        "recv_data_frame",
+        "recv_frame",
+        "ping",
+        "pong",
+        "close",
+        "send_close",
+        "abort",
+        "shutdown",
+        "settimeout",
+        "gettimeout",
+        "getstatus",
+        "getheaders",
+        "getsubprotocol",
+        "fileno",
+        "is_ssl",
+        "__init__",
+    ],
+    "WebSocketApp": ["__init__", "send", "send_text", "send_bytes", "close", "ready"],
+}
+
+
+def _params(fn: Any) -> List[tuple]:
+    """Names, kinds and defaults of ``fn``'s parameters (a class default by name)."""
+    return [
+        (p.name, p.kind, p.default.__name__ if inspect.isclass(p.default) else p.default)
+        for p in inspect.signature(fn).parameters.values()
+    ]
+
+
+def test_public_surface_matches():
+    for name in SURFACE:
+        assert hasattr(compat, name), name
+    for name in [n for n in dir(websocket_client) if n.startswith("STATUS_")]:
+        assert getattr(compat, name) == getattr(websocket_client, name)
+    for cls, methods in METHODS.items():
+        for method in methods:
+            theirs = getattr(getattr(websocket_client, cls), method)
+            ours = getattr(getattr(compat, cls), method)
+            assert _params(ours) == _params(theirs), f"{cls}.{method}"
+    theirs = _params(websocket_client.WebSocketApp.run_forever)
+    ours = _params(compat.WebSocketApp.run_forever)
+    assert ours[: len(theirs)] == theirs and [p[0] for p in ours[len(theirs) :]] == ["gws_options"]
+    assert _params(compat.create_connection) == _params(websocket_client.create_connection)
+    assert [p[0] for p in _params(compat.enableTrace)] == ["traceable", "handler", "level"]
+
+
+def test_abnf_matches():
+    for name in ("OPCODE_CONT", "OPCODE_TEXT", "OPCODE_BINARY", "OPCODE_CLOSE", "OPCODE_PING"):
+        assert getattr(compat.ABNF, name) == getattr(websocket_client.ABNF, name)
+    assert compat.ABNF.OPCODE_MAP == websocket_client.ABNF.OPCODE_MAP
+    key = b"\x01\x02\x03\x04"
+    for data in (b"", b"abc", b"x" * 200, b"y" * 70000):
+        assert compat.ABNF.mask(key, data) == websocket_client.ABNF.mask(key, data)
+        ours = compat.ABNF.create_frame(data, compat.ABNF.OPCODE_BINARY)
+        theirs = websocket_client.ABNF.create_frame(data, websocket_client.ABNF.OPCODE_BINARY)
+        ours.get_mask_key = theirs.get_mask_key = lambda n: key
+        assert ours.format() == theirs.format()
+    text = compat.ABNF.create_frame("é", compat.ABNF.OPCODE_TEXT)
+    assert text.data == "é".encode() and str(text) == str(
+        websocket_client.ABNF.create_frame("é", websocket_client.ABNF.OPCODE_TEXT)
+    )
+    with pytest.raises(compat.WebSocketProtocolException, match="Invalid close opcode"):
+        compat.ABNF(1, 0, 0, 0, compat.ABNF.OPCODE_CLOSE, 0, struct.pack("!H", 1004)).validate()
+
+
+def test_unsupported_arguments_name_themselves(make_server):
+    url = make_server().url
+    with pytest.raises(NotImplementedError, match="get_mask_key"):
+        compat.create_connection(url, get_mask_key=lambda n: b"abcd")
+    with pytest.raises(NotImplementedError, match="dispatcher"):
+        compat.WebSocket(dispatcher=object())
+    with pytest.raises(NotImplementedError, match="fire_cont_frame"):
+        compat.create_connection(url, fire_cont_frame=True)
+    with pytest.raises(NotImplementedError, match="suppress_host"):
+        compat.create_connection(url, suppress_host=True)
+    with pytest.raises(NotImplementedError, match="socket"):
+        compat.create_connection(url, socket=socket.socket())
+    app = compat.WebSocketApp(url, on_cont_message=lambda *a: None)
+    with pytest.raises(NotImplementedError, match="on_cont_message"):
+        app.run_forever()
+    with pytest.raises(TypeError, match="no_such_option"):
+        compat.create_connection(url, no_such_option=1)
+    with pytest.raises(compat.WebSocketException, match="ping_interval > ping_timeout"):
+        compat.WebSocketApp(url).run_forever(ping_interval=1, ping_timeout=2)
+
+
+# -- WebSocketApp ----------------------------------------------------------------------------
+
+
+def recorder(websocket: Any, url: str, on_open=None, on_message=None, **extra: Any):
+    """A WebSocketApp whose callbacks append what they got to ``events``."""
+    events: List[Any] = []
+
+    def _on_open(ws):
+        events.append("open")
+        if on_open:
+            on_open(ws)
+
+    def _on_message(ws, message):
+        events.append(("message", message))
+        if on_message:
+            on_message(ws, message)
+
+    app = websocket.WebSocketApp(
+        url,
+        on_open=_on_open,
+        on_message=_on_message,
+        on_data=lambda ws, data, opcode, fin: events.append(("data", data, opcode, fin)),
+        on_error=lambda ws, error: events.append(("error",) + described(error)),
+        on_close=lambda ws, code, reason: events.append(("close", code, reason)),
+        **extra,
+    )
+    return app, events
+
+
+def app_echo(websocket: Any, url: str) -> Any:
+    # the README's long-lived WebSocketApp, closing itself after three echoes
+    def on_open(ws):
+        for i in range(3):
+            ws.send(f"message {i}")
+        ws.send(b"\x01\x02", websocket.ABNF.OPCODE_BINARY)
+
+    def on_message(ws, message):
+        if message == b"\x01\x02":
+            ws.close()
+
+    app, events = recorder(websocket, url, on_open, on_message)
+    return app.run_forever(), events, app.sock
+
+
+def test_app_callbacks_in_order(websocket, make_server):
+    server = make_server()
+    returned, events, sock = in_thread(app_echo, websocket, server.url)
+    assert returned is False and sock is None
+    assert events == [
+        "open",
+        ("data", "message 0", 1, True),
+        ("message", "message 0"),
+        ("data", "message 1", 1, True),
+        ("message", "message 1"),
+        ("data", "message 2", 1, True),
+        ("message", "message 2"),
+        ("data", b"\x01\x02", 2, True),
+        ("message", b"\x01\x02"),
+        ("close", 1000, None),
+    ]
+
+
+def app_until_server_closes(websocket: Any, url: str) -> Any:
+    app, events = recorder(websocket, url)
+    return app.run_forever(), events
+
+
+def test_app_server_closes(websocket, make_server):
+    server = make_server(says_then_closes("hello", code=1001, reason="bye"))
+    returned, events = in_thread(app_until_server_closes, websocket, server.url)
+    assert returned is False
+    assert events == [
+        "open",
+        ("data", "hello", 1, True),
+        ("message", "hello"),
+        ("error", "WebSocketConnectionClosedException", "Connection closed (code 1001): bye"),
+        ("close", 1001, "bye"),
+    ]
+
+
+def test_app_connection_refused(websocket, free_port):
+    returned, events = in_thread(app_until_server_closes, websocket, f"ws://127.0.0.1:{free_port}/")
+    assert returned is True
+    assert [e[:2] for e in events] == [("error", "ConnectionRefusedError"), ("close", None)]
+
+
+def test_app_bad_status(websocket, make_server):
+    server = make_server.raw(raw_403)
+    returned, events = in_thread(
+        app_until_server_closes, websocket, f"ws://127.0.0.1:{server.port}/"
+    )
+    assert returned is True
+    assert [e[:2] for e in events] == [
+        ("error", "WebSocketBadStatusException"),
+        ("close", None),
+    ]
+
+
+def app_callback_raises(websocket: Any, url: str) -> Any:
+    def on_message(ws, message):
+        if message == "boom":
+            raise RuntimeError("callback failed")
+        ws.close()
+
+    app, events = recorder(websocket, url, lambda ws: ws.send("boom") or ws.send("x"), on_message)
+    return app.run_forever(), events
+
+
+def test_app_callback_error_goes_to_on_error(websocket, make_server, caplog):
+    server = make_server()
+    with caplog.at_level(logging.CRITICAL):  # both log the callback's error
+        returned, events = in_thread(app_callback_raises, websocket, server.url)
+    assert returned is False
+    assert events == [
+        "open",
+        ("data", "boom", 1, True),
+        ("message", "boom"),
+        ("error", "RuntimeError", "callback failed"),
+        ("data", "x", 1, True),
+        ("message", "x"),
+        ("close", 1000, None),
+    ]
+
+
+def app_pings(websocket: Any, url: str) -> Any:
+    def on_pong(ws, data):
+        events.append(("pong", data))
+        ws.close()
+
+    app, events = recorder(websocket, url, on_pong=on_pong)
+    returned = app.run_forever(ping_interval=0.5, ping_payload="are you there")
+    return returned, events
+
+
+def test_app_ping_interval_and_on_pong(websocket, make_server):
+    server = make_server()
+    returned, events = in_thread(app_pings, websocket, server.url)
+    assert returned is False
+    assert events == ["open", ("pong", b"are you there"), ("close", 1000, None)]
+
+
+def app_dead_peer(websocket: Any, url: str, ping_timeout: Any) -> Any:
+    app, events = recorder(websocket, url)
+    return app.run_forever(ping_interval=0.3, ping_timeout=ping_timeout), events
+
+
+def silent_after_handshake(make_server: Any) -> Any:
+    """A server that completes the upgrade, then neither reads nor writes."""
+
+    def handler(request, read, write):
+        make_server.released.wait(DEADLINE)
+
+    return make_server(handler)
+
+
+def test_app_dead_peer_ping_timeout(websocket, make_server):
+    server = silent_after_handshake(make_server)
+    returned, events = in_thread(app_dead_peer, websocket, server.url, 0.2)
+    assert returned is True
+    assert events == [
+        "open",
+        ("error", "WebSocketTimeoutException", "ping/pong timed out"),
+        ("close", None, None),
+    ]
+
+
+def test_compat_dead_peer_without_ping_timeout(make_server):
+    # websocket-client with ping_interval and no ping_timeout waits forever
+    # on a peer that went silent; gws's heartbeat still gives up on it.
+    server = silent_after_handshake(make_server)
+    returned, events = in_thread(app_dead_peer, compat, server.url, None)
+    assert returned is True
+    assert events == [
+        "open",
+        ("error", "WebSocketTimeoutException", "ping/pong timed out"),
+        ("close", None, None),
+    ]
+
+
+# -- reconnect across a server restart on the same port ----------------------------------
+
+
+RECONNECT = 0.2
+
+
+def feed_with_reconnect(websocket: Any, url: str, use_on_reconnect: bool) -> Any:
+    def on_message(ws, message):
+        if message == "tick 2":
+            ws.close()
+
+    extra = {}
+    if use_on_reconnect:
+        extra["on_reconnect"] = lambda ws: events.append("reconnect")
+    app, events = recorder(websocket, url, on_message=on_message, **extra)
+    return app.run_forever(reconnect=RECONNECT), events
+
+
+@pytest.mark.parametrize("how", ["crash", "close 1012"])
+@pytest.mark.parametrize("use_on_reconnect", [False, True], ids=["on_open", "on_reconnect"])
+def test_app_reconnects_after_server_restart(websocket, make_server, how, use_on_reconnect):
+    first_done = Event()
+
+    def first_life(request, read, write):
+        write("tick 1")
+        if how == "crash":
+            read.connection.abort()  # the process died: no close frame
+        else:
+            write.close(1012, "service restart")
+        first_done.set()
+
+    def second_life(request, read, write):
+        write("tick 2")
+        read()  # until the client closes
+
+    server = make_server(first_life)
+    port = server.port
+    pool = ThreadPool(1)
+    try:
+        job = pool.spawn(feed_with_reconnect, websocket, server.url, use_on_reconnect)
+        assert first_done.wait(DEADLINE)
+        server.stop()
+        # The server stays down across several reconnect delays: the
+        # client's refused attempts are invisible from here, so this one
+        # wait is a fixed time, not an event.
+        gevent.sleep(RECONNECT * 3)
+        make_server(second_life, port=port)
+        returned, events = job.get(timeout=DEADLINE)
+    finally:
+        pool.kill()
+    assert returned is True  # the attempts refused while the server was down
+    dropped = (
+        [("error", "WebSocketConnectionClosedException", "Connection to remote host was lost.")]
+        if how == "crash"
+        else []
+    )
+    assert events == [
+        "open",
+        ("data", "tick 1", 1, True),
+        ("message", "tick 1"),
+        *dropped,
+        "reconnect" if use_on_reconnect else "open",
+        ("data", "tick 2", 1, True),
+        ("message", "tick 2"),
+        ("close", 1000, None),
+    ]
+
+
+# -- TLS ---------------------------------------------------------------------------------
+
+
+def tls_round_trip(websocket: Any, url: str, sslopt: Any) -> Any:
+    try:
+        ws = websocket.create_connection(url, timeout=5, sslopt=sslopt)
+    except ssl.SSLError as exc:
+        return type(exc)
+    try:
+        ws.send("over tls")
+        return ws.recv(), ws.is_ssl()
+    finally:
+        ws.close()
+
+
+def test_wss_sslopt(websocket, make_server, tls_server_context, tls_ca_file):
+    server = make_server(ssl_context=tls_server_context)
+    url = server.url
+    assert in_thread(tls_round_trip, websocket, url, {"ca_certs": tls_ca_file}) == (
+        "over tls",
+        True,
+    )
+    insecure = {"cert_reqs": ssl.CERT_NONE}
+    assert in_thread(tls_round_trip, websocket, url, insecure) == ("over tls", True)
+    assert in_thread(tls_round_trip, websocket, url, None) is ssl.SSLCertVerificationError
+
+
+def test_wss_sslopt_context_built_for_ciphers(make_server, tls_server_context, tls_ca_file):
+    server = make_server(ssl_context=tls_server_context)
+    sslopt = {"ca_certs": tls_ca_file, "ciphers": "ECDHE+AESGCM:ECDHE+CHACHA20"}
+    assert isinstance(options.tls_option(sslopt), ssl.SSLContext)
+    assert tls_round_trip(compat, server.url, sslopt) == ("over tls", True)
+
+
+# -- gws's side: threads, leaks, trace ---------------------------------------------------
+
+
+def test_compat_in_greenlets_leaks_nothing(make_server, no_leaks):
+    server = make_server()
+    with no_leaks():
+        ws = compat.create_connection(server.url, timeout=5)
+        assert ws.send("hi") == 8 and ws.recv() == "hi"
+        ws.close()
+        app, events = recorder(
+            compat, server.url, lambda ws: ws.send("x"), lambda ws, m: ws.close()
+        )
+        assert app.run_forever() is False
+        assert events[-1] == ("close", 1000, None)
+
+
+def test_compat_offers_compression(make_server):
+    # websocket-client has no compression; gws offers permessage-deflate
+    server = make_server()
+    ws = compat.create_connection(server.url)
+    assert "permessage-deflate" in ws.getheaders()["sec-websocket-extensions"]
+    ws.send("x" * 10000)
+    assert ws.recv() == "x" * 10000
+    ws.close()
+    ws = compat.create_connection(server.url, gws_options={"compression": None})
+    assert "sec-websocket-extensions" not in ws.getheaders()
+    ws.close()
+
+
+def test_compat_connection_belongs_to_its_thread(make_server):
+    # Greenlet mode: a connection is used from the OS thread that opened it.
+    server = make_server()
+    ws = compat.create_connection(server.url, timeout=5)
+    errors: List[BaseException] = []
+
+    def other_thread():
+        try:
+            ws.send("from another thread")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    in_thread(other_thread)
+    assert len(errors) == 1 and isinstance(errors[0], gws.WrongThread)
+    ws.send("from my thread")
+    assert ws.recv() == "from my thread"
+    ws.close()
+
+
+def test_enable_trace_logs_frames(make_server):
+    seen: List[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    server = make_server()
+    compat.enableTrace(True, Collect())
+    try:
+        assert compat.isEnabledForTrace()
+        ws = compat.create_connection(server.url)
+        ws.send("traced")
+        ws.ping("p")
+        assert ws.recv_data(True) == (1, b"traced")
+        assert ws.recv_data(True) == (10, b"p")
+        ws.close()
+    finally:
+        compat.enableTrace(False)
+    assert not compat.isEnabledForTrace()
+    assert any(line.startswith("++Sent decoded: fin=1 opcode=1") for line in seen)
+    assert any(line.startswith("++Rcv decoded: fin=1 opcode=10") for line in seen)
+    assert logging.getLogger("gws").level == logging.NOTSET
+
+
+def test_default_timeout(make_server):
+    server = make_server()
+    compat.setdefaulttimeout(0.2)
+    try:
+        ws = compat.create_connection(server.url)
+    finally:
+        compat.setdefaulttimeout(None)
+    assert ws.gettimeout() == 0.2
+    with pytest.raises(compat.WebSocketTimeoutException):
+        ws.recv()
+    ws.close()
+
+
+def test_peer_protocol_error_maps(make_server):
+    codes: List[Any] = []
+
+    def bad_utf8(sock, address):
+        key, _, rest = read_request(sock)
+        sock.sendall(accept_reply(key) + server_frame(1, b"\xff\xfe"))
+        codes.append(close_code_of(ClientFrames(sock, rest).next()))
+        sock.close()
+
+    server = make_server.raw(bad_utf8)
+    ws = compat.create_connection(f"ws://127.0.0.1:{server.port}/", timeout=5)
+    with pytest.raises(compat.WebSocketPayloadException):
+        ws.recv()
+    with pytest.raises(compat.WebSocketConnectionClosedException):
+        ws.recv()
+    assert server.wait_idle()
+    assert codes == [1007]
+
+
+# -- pure mappings -----------------------------------------------------------------------
+
+
+def test_proxy_url_mapping():
+    env: dict = {}
+    url = options.proxy_url
+    assert url("example.org", environ=env) is options.USE_ENVIRONMENT
+    assert url("example.org", "proxy.local", 3128, environ=env) == "http://proxy.local:3128"
+    assert (
+        url("example.org", "proxy.local", "1080", ("us er", "p@ss:w/rd"), None, "socks5h", env)
+        == "socks5h://us%20er:p%40ss%3Aw%2Frd@proxy.local:1080"
+    )
+    assert url("h", "::1", 8080, environ=env) == "http://[::1]:8080"
+    assert url("h", "p", 1, ("user", ""), environ=env) == "http://user@p:1"
+    for kind in ("socks4", "socks4a", "socks5"):
+        assert url("h", "p", 1, proxy_type=kind, environ=env) == f"{kind}://p:1"
+    with pytest.raises(compat.WebSocketProxyException, match="port 0"):
+        url("h", "p", None, environ=env)
+    with pytest.raises(compat.WebSocketProxyException, match="supported"):
+        url("h", "p", 1, proxy_type="ftp", environ=env)
+    # no_proxy, from the argument or the environment: connect directly
+    assert url("api.example.org", "p", 1, None, ["example.org"], environ=env) is None
+    assert url("10.1.2.3", "p", 1, None, ["10.0.0.0/8"], environ=env) is None
+    assert url("other.org", "p", 1, None, ["example.org"], environ=env) == "http://p:1"
+    assert url("h", "p", 1, environ={"no_proxy": "*"}) is None
+    assert url("a.example.org", "p", 1, environ={"NO_PROXY": ".example.org"}) is None
+
+
+def test_proxy_arguments_without_gws_proxy_support(make_server):
+    url = make_server().url
+    if "proxy" in gws.CONNECT_OPTIONS:
+        pytest.skip("gws has the proxy option: see the pproxy tests")
+    with pytest.raises(NotImplementedError, match="http_proxy_host"):
+        compat.create_connection(url, http_proxy_host="127.0.0.1", http_proxy_port=1)
+
+
+def test_tls_option_mapping(tmp_path):
+    env: dict = {}
+    assert options.tls_option(None, env) is True
+    assert options.tls_option({"cert_reqs": ssl.CERT_NONE}, env) == {"insecure": True}
+    assert options.tls_option({"cert_reqs": ssl.CERT_NONE, "check_hostname": False}, env) == {
+        "insecure": True
+    }
+    assert options.tls_option(
+        {"ca_certs": "/ca.pem", "certfile": "/c.pem", "keyfile": "/k.pem"}, env
+    ) == {"ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem"}
+    assert options.tls_option({"server_hostname": "h.example"}, env) == {"server_name": "h.example"}
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("x")
+    assert options.tls_option({}, {"WEBSOCKET_CLIENT_CA_BUNDLE": str(bundle)}) == {
+        "ca": str(bundle)
+    }
+    ctx = ssl.create_default_context()
+    assert options.tls_option({"context": ctx}, env) is ctx
+    with pytest.raises(compat.WebSocketException, match="check_hostname"):
+        options.tls_option({"cert_reqs": ssl.CERT_NONE, "check_hostname": True}, env)
+    with pytest.raises(NotImplementedError, match="no_such_key"):
+        options.tls_option({"no_such_key": 1}, env)
+    with pytest.raises(NotImplementedError, match="do_handshake_on_connect"):
+        options.tls_option({"do_handshake_on_connect": False}, env)
+    built = options.tls_option({"check_hostname": False}, env)
+    assert isinstance(built, ssl.SSLContext)
+    assert built.check_hostname is False and built.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_handshake_header_mapping():
+    hh = options.handshake_headers
+    assert hh("h", 80, False) == [("Origin", "http://h")]
+    assert hh("h", 8443, True) == [("Origin", "https://h:8443")]
+    assert hh("::1", 9000, False) == [("Origin", "http://[::1]:9000")]
+    assert hh("h", 80, False, suppress_origin=True) == []
+    assert hh("h", 80, False, origin="https://app") == [("Origin", "https://app")]
+    assert hh("h", 80, False, header={"X-A": "1", "X-None": None}, cookie="c=1", host="alias") == [
+        ("Host", "alias"),
+        ("Origin", "http://h"),
+        ("X-A", "1"),
+        ("Cookie", "c=1"),
+    ]
+    assert hh("h", 80, False, header=["Origin: mine", "X-B:2"]) == [
+        ("Origin", "mine"),
+        ("X-B", "2"),
+    ]
+    with pytest.raises(ValueError, match="no ':'"):
+        options.header_pairs(["broken"])
+    assert options.response_headers(
+        [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("X-Dup", "1"), ("x-dup", " 2 ")]
+    ) == {"set-cookie": "a=1; b=2", "x-dup": "2"}
+
+
+def test_app_send_needs_a_connection(make_server):
+    app = compat.WebSocketApp(make_server().url)
+    with pytest.raises(compat.WebSocketConnectionClosedException):
+        app.send("not connected")
+    assert not app.ready()
