@@ -376,6 +376,21 @@ def _describe(exc: BaseException) -> str:
     return str(exc)
 
 
+def _split_thread(url_or_options: Any, options: Dict[str, Any]) -> Tuple[bool, Any]:
+    """Take option ``thread`` out of the keyword options (popped) or the
+    options dict (copied); return (thread, url_or_options)."""
+    thread = options.pop("thread", None)
+    if isinstance(url_or_options, Mapping) and "thread" in url_or_options:
+        url_or_options = dict(url_or_options)
+        in_dict = url_or_options.pop("thread")
+        thread = in_dict if thread is None else thread
+    if thread is None:
+        return False, url_or_options
+    if not isinstance(thread, bool):
+        raise InvalidURL("option thread must be True or False")
+    return thread, url_or_options
+
+
 def connect(
     url_or_options: Union[str, Mapping[str, Any], None] = None, /, **options: Any
 ) -> ConnectResult:
@@ -384,8 +399,17 @@ def connect(
     Accepts an options dict, keyword options, or a ws:// / wss:// URL plus
     keyword options. Returns ``(Response, read, write)``, or
     ``(None, error_string, None)`` for any failure: never raises for
-    network, TLS, handshake or option errors.
+    network, TLS, handshake or option errors. ``thread=True``: thread mode
+    (:mod:`gws.threaded`), where any OS thread may use the connection.
     """
+    try:
+        thread, url_or_options = _split_thread(url_or_options, options)
+    except InvalidURL as exc:
+        return None, str(exc), None
+    if thread:
+        from . import threaded
+
+        return threaded.connect(url_or_options, options)  # type: ignore[no-any-return]
     try:
         res, read, write = _establish(url_or_options, options)
     except (WebSocketError, OSError, ValueError, TypeError) as exc:
@@ -497,7 +521,13 @@ def open(
     Raises :class:`~gws.InvalidURL` for a bad URL or option,
     :class:`~gws.HandshakeError` for a refused upgrade,
     :class:`~gws.OpenTimeout` on timeout, ``ssl.SSLError`` / ``OSError``
-    for TLS and network failures.
+    for TLS and network failures. ``thread=True``: thread mode
+    (:mod:`gws.threaded`), where any OS thread may use the connection.
     """
+    thread, url_or_options = _split_thread(url_or_options, options)
+    if thread:
+        from . import threaded
+
+        return threaded.open(url_or_options, options)
     res, read, write = _establish(url_or_options, options)
     return WebSocket(res, read, write)

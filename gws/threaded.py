@@ -1,0 +1,434 @@
+"""Thread mode: connections any OS thread may call, kept alive by a hub thread.
+
+``gws.connect(url, thread=True)`` and ``gws.open(url, thread=True)`` open the
+connection on the process's one gws hub thread: a daemon OS thread running
+a gevent hub of its own, started on first use and shared by every
+thread-mode connection. There the connection is an ordinary gws connection
+with a reader greenlet that keeps reading (so the peer's pings are answered
+and the heartbeat runs) whatever the calling threads do: sleep in
+``time.sleep``, block in a C call, or hold no reference to it at all.
+
+Every call (``send``, ``recv``, ``ping``, ``close``; ``read``, ``write``)
+is marshalled onto the hub thread and runs there in a greenlet of its own;
+the caller waits for its result:
+
+- a plain thread (no gevent hub of its own) blocks on a real lock, which
+  releases the GIL and can be interrupted by a signal (Ctrl-C);
+- a greenlet (a thread that runs a gevent hub, or any caller once
+  ``gevent.monkey.patch_all()`` turned threads into greenlets) waits
+  cooperatively: its own hub is woken from the hub thread, so its other
+  greenlets keep running.
+
+A call interrupted in the caller (KeyboardInterrupt, a ``gevent.Timeout``)
+is cancelled on the hub thread: the greenlet running it is killed (the
+connection's own interruption rules apply there) and a message it had
+already taken goes back to the head of the queue, so nothing is lost.
+
+Messages are read ahead into a queue of at most :data:`QUEUE_SIZE`; while
+it is full the reader pauses, so a program that stops receiving never
+makes gws buffer without bound (the peer's pings then wait for the reader
+too, as in websockets' threading client).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterator,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+)
+
+import gevent
+import greenlet
+from gevent._hub_local import get_hub_if_exists
+from gevent.event import Event
+from gevent.hub import Waiter
+from gevent.monkey import get_original, is_module_patched
+
+from .client import Response, WebSocket, _establish
+from .client import connect as _connect
+from .connection import Connection, MessageLike
+from .errors import ConnectionClosed, ReceiveTimeout, describe
+from .frames import Message
+from .io import Reader, Writer, WriteResult
+
+__all__ = [
+    "QUEUE_SIZE",
+    "HubThread",
+    "ThreadReader",
+    "ThreadWriter",
+    "ThreadWebSocket",
+    "hub_thread",
+    "connect",
+    "open",
+]
+
+#: Messages read ahead per thread-mode connection before its reader pauses.
+QUEUE_SIZE = 16
+
+_start_new_thread = get_original("_thread", "start_new_thread")
+_allocate_lock = get_original("_thread", "allocate_lock")
+_get_ident = get_original("_thread", "get_ident")
+
+
+def _noop() -> None:
+    pass
+
+
+class _Call:
+    """One call marshalled onto the hub thread, and how its caller waits."""
+
+    __slots__ = ("fn", "args", "value", "error", "lock", "waiter", "loop", "task", "state", "undo")
+
+    def __init__(self, fn: Callable[..., Any], args: Tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+        self.value: Any = None
+        self.error: Optional[BaseException] = None
+        self.lock: Any = None  # a real lock the caller blocks on, or
+        self.waiter: Optional[Waiter[None]] = None  # a Waiter in the caller's hub
+        self.loop: Any = None  # ... and that hub's loop
+        self.task: Optional[greenlet.greenlet] = None
+        self.state = 0  # 0 running, 1 done, 2 cancelled by the caller
+        self.undo: Optional[Callable[[Any], None]] = None  # gives a cancelled result back
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn(*self.args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, GreenletExit too
+            self.error = exc
+        if self.state == 2:
+            if self.error is None and self.undo is not None:
+                self.undo(self.value)
+            return
+        self.state = 1
+        if self.lock is not None:
+            self.lock.release()
+        else:
+            self.loop.run_callback_threadsafe(self.waiter.switch, None)  # type: ignore[union-attr]
+
+
+class HubThread:
+    """The process's gws hub thread: a daemon OS thread running a gevent
+    hub, where thread-mode connections live. Use :func:`hub_thread`."""
+
+    def __init__(self) -> None:
+        ready = _allocate_lock()
+        ready.acquire()
+        self.ident: int = 0
+        self._loop: Any = None
+        self._hub: Any = None
+        self._ready = ready
+        _start_new_thread(self._main, ())
+        ready.acquire()  # until the thread's hub exists
+
+    def _main(self) -> None:
+        hub = gevent.get_hub()
+        self._hub = hub
+        self._loop = hub.loop
+        self.ident = _get_ident()
+        keepalive = hub.loop.async_()  # an active watcher keeps the loop running
+        keepalive.start(lambda: None)
+        self._ready.release()
+        Event().wait()  # forever: calls arrive as loop callbacks
+
+    @property
+    def current(self) -> bool:
+        """Whether the caller runs on the hub thread."""
+        return bool(_get_ident() == self.ident)
+
+    def call(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        undo: Optional[Callable[[Any], None]] = None,
+    ) -> Any:
+        """Run ``fn(*args)`` in a new greenlet on the hub thread and return
+        its result (or raise its exception) in the calling thread.
+
+        ``undo(result)`` runs on the hub thread when the caller was
+        interrupted but ``fn`` finished anyway (to give back a message).
+        """
+        if _get_ident() == self.ident:
+            return fn(*args)
+        job = _Call(fn, args)
+        job.undo = undo
+        hub = get_hub_if_exists()
+        if hub is None and is_module_patched("threading"):
+            hub = gevent.get_hub()  # "threads" are greenlets: never block their hub
+        if hub is not None and greenlet.getcurrent() is not hub:
+            job.waiter = Waiter(hub)
+            job.loop = hub.loop
+        else:
+            job.lock = _allocate_lock()
+            job.lock.acquire()
+        self._loop.run_callback_threadsafe(self._start, job)
+        try:
+            if job.lock is not None:
+                job.lock.acquire()
+            else:
+                # The wake-up comes as a thread-safe callback, which does not
+                # keep the caller's loop alive: a watcher of its own does.
+                keepalive = job.loop.async_()
+                keepalive.start(_noop)
+                try:
+                    job.waiter.get()  # type: ignore[union-attr]
+                finally:
+                    keepalive.close()
+        except BaseException:
+            self._loop.run_callback_threadsafe(self._cancel, job)
+            raise
+        error = job.error
+        if error is not None:
+            job.error = None
+            raise error
+        return job.value
+
+    def _start(self, job: _Call) -> None:
+        # A loop callback on the hub thread: the call gets a greenlet of its own.
+        task = job.task = greenlet.greenlet(job.run, self._hub)
+        task.switch()
+
+    def _cancel(self, job: _Call) -> None:
+        if job.state == 0:
+            job.state = 2
+            task = job.task
+            if task is not None and not task.dead:
+                gevent.kill(task)
+        elif job.state == 1 and job.error is None and job.undo is not None:
+            job.state = 2
+            job.undo(job.value)  # finished just as the caller gave up: give it back
+
+
+_hub: Optional[HubThread] = None
+_hub_lock = _allocate_lock()
+
+
+def hub_thread() -> HubThread:
+    """The process's gws hub thread, started on first use."""
+    global _hub
+    hub = _hub
+    if hub is None:
+        with _hub_lock:
+            hub = _hub
+            if hub is None:
+                hub = _hub = HubThread()
+    return hub
+
+
+class _Inbox:
+    """Hub-thread side of a thread-mode connection: a reader greenlet that
+    keeps reading into a bounded queue of messages."""
+
+    __slots__ = ("conn", "messages", "eof", "_arrived", "_space", "reader")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.messages: Deque[Message] = collections.deque()
+        self.eof = False
+        self._arrived = Event()
+        self._space = Event()
+        self._space.set()
+        conn.closed.rawlink(lambda _: self._space.set())  # a paused reader drains and ends
+        self.reader = gevent.spawn(self._read_ahead)
+
+    def _read_ahead(self) -> None:
+        conn = self.conn
+        messages = self.messages
+        closed = conn.closed
+        while True:
+            while len(messages) >= QUEUE_SIZE and not closed.is_set():
+                self._space.clear()
+                self._space.wait()
+            try:
+                msg = conn.read()
+            except Exception as exc:  # noqa: BLE001 - never a stray exception in a greenlet
+                conn.abort(exc)
+                msg = None
+            if msg is None:
+                self.eof = True
+                self._arrived.set()
+                return
+            messages.append(msg)
+            self._arrived.set()
+
+    def get(self, timeout: Optional[float]) -> Optional[Message]:
+        """The next message (None once closed); ``timeout`` in seconds
+        raises :class:`ReceiveTimeout`."""
+        messages = self.messages
+        if not messages and not self.eof:
+            timer = None if timeout is None else gevent.Timeout(timeout)
+            if timer is not None:
+                timer.start()
+            try:
+                while not messages and not self.eof:
+                    self._arrived.clear()
+                    self._arrived.wait()
+            except gevent.Timeout as exc:
+                if exc is not timer:
+                    raise
+                raise ReceiveTimeout(f"no message within {timeout * 1000:g} ms") from None  # type: ignore[operator]
+            finally:
+                if timer is not None:
+                    timer.close()
+        if not messages:
+            return None
+        msg = messages.popleft()
+        if len(messages) < QUEUE_SIZE:
+            self._space.set()
+        return msg
+
+    def give_back(self, msg: Optional[Message]) -> None:
+        if msg is not None:
+            self.messages.appendleft(msg)
+            self._arrived.set()
+
+
+def _error(conn: Connection) -> Optional[str]:
+    exc = conn.exception
+    return None if exc is None else describe(exc)
+
+
+class ThreadReader(Reader):
+    """``read`` of a thread-mode connection: callable from any thread."""
+
+    __slots__ = ("_inbox", "_hub")
+
+    def __init__(self, inbox: _Inbox, hub: HubThread) -> None:
+        super().__init__(inbox.conn)
+        self._inbox = inbox
+        self._hub = hub
+
+    def __call__(self, timeout: Optional[float] = None) -> Optional[Message]:
+        self.timed_out = False
+        inbox = self._inbox
+        try:
+            msg: Optional[Message] = self._hub.call(
+                inbox.get, None if timeout is None else timeout / 1000.0, undo=inbox.give_back
+            )
+        except ReceiveTimeout:
+            self.timed_out = True
+            return None
+        return msg
+
+    def __iter__(self) -> Iterator[Message]:
+        while True:
+            msg = self()
+            if msg is None:
+                return
+            yield msg
+
+    @property
+    def error(self) -> Optional[str]:
+        return _error(self._conn)
+
+
+class ThreadWriter(Writer):
+    """``write`` of a thread-mode connection: callable from any thread."""
+
+    __slots__ = ("_hub",)
+
+    def __init__(self, conn: Connection, hub: HubThread) -> None:
+        super().__init__(conn)
+        self._hub = hub
+
+    def __call__(self, message: MessageLike) -> WriteResult:
+        result: WriteResult = self._hub.call(Writer.__call__, self, message)
+        return result
+
+    def close(self, code: Optional[int] = 1000, reason: str = "") -> WriteResult:
+        result: WriteResult = self._hub.call(Writer.close, self, code, reason)
+        return result
+
+    def ping(self, payload: Union[bytes, str] = b"") -> WriteResult:
+        result: WriteResult = self._hub.call(Writer.ping, self, payload)
+        return result
+
+
+class ThreadWebSocket(WebSocket):
+    """A :class:`~gws.WebSocket` whose methods any OS thread may call.
+
+    ``read``/``write`` are :class:`ThreadReader`/:class:`ThreadWriter`.
+    ``connection`` and ``response.socket`` belong to the hub thread: call
+    the methods here instead.
+    """
+
+    read: ThreadReader
+    write: ThreadWriter
+
+    def __init__(self, response: Response, read: ThreadReader, write: ThreadWriter) -> None:
+        super().__init__(response, read, write)
+        self._hub = read._hub
+        self._inbox = read._inbox
+
+    def send(self, message: MessageLike) -> None:
+        self._hub.call(WebSocket.send, self, message)
+
+    def recv(self, timeout: Optional[float] = None) -> Message:
+        inbox = self._inbox
+        msg: Optional[Message] = self._hub.call(
+            inbox.get, None if timeout is None else timeout / 1000.0, undo=inbox.give_back
+        )
+        if msg is None:
+            raise self._closed_error() from self._conn.exception
+        return msg
+
+    def _closed_error(self) -> ConnectionClosed:
+        conn = self._conn
+        return ConnectionClosed(conn.close_code, conn.close_reason or "", _error(conn))
+
+    def ping(self, payload: Union[bytes, str] = b"") -> None:
+        self._hub.call(WebSocket.ping, self, payload)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self._hub.call(WebSocket.close, self, code, reason)
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self.read)
+
+    def __enter__(self) -> ThreadWebSocket:
+        return self
+
+    def __repr__(self) -> str:
+        return "<gws.WebSocket (thread mode)" + super().__repr__()[len("<gws.WebSocket") :]
+
+
+def _wrap(
+    result: Tuple[Any, Any, Any], hub: HubThread
+) -> Tuple[Response, ThreadReader, ThreadWriter]:
+    res, read, write = result
+    inbox = _Inbox(read.connection)
+    return res, ThreadReader(inbox, hub), ThreadWriter(read.connection, hub)
+
+
+def _connect_on_hub(hub: HubThread, url_or_options: Any, options: Dict[str, Any]) -> Any:
+    result = _connect(url_or_options, **options)
+    if result[0] is None:
+        return result
+    return _wrap(result, hub)
+
+
+def _open_on_hub(hub: HubThread, url_or_options: Any, options: Dict[str, Any]) -> ThreadWebSocket:
+    return ThreadWebSocket(*_wrap(_establish(url_or_options, options), hub))
+
+
+def connect(url_or_options: Union[str, Mapping[str, Any], None], options: Dict[str, Any]) -> Any:
+    """:func:`gws.connect` in thread mode (``options`` without ``thread``)."""
+    hub = hub_thread()
+    return hub.call(_connect_on_hub, hub, url_or_options, options)
+
+
+def open(  # noqa: A001 - gws.open's thread mode
+    url_or_options: Union[str, Mapping[str, Any], None], options: Dict[str, Any]
+) -> ThreadWebSocket:
+    """:func:`gws.open` in thread mode (``options`` without ``thread``); raises on failure."""
+    hub = hub_thread()
+    ws: ThreadWebSocket = hub.call(_open_on_hub, hub, url_or_options, options)
+    return ws
