@@ -222,9 +222,6 @@ def _handshake(
     key = make_key()
     origin = opts.get("origin")
     user_agent = opts.get("user_agent", _default_user_agent())
-    for name, value in (("origin", origin), ("user_agent", user_agent)):
-        if value is not None and not isinstance(value, str):
-            raise InvalidURL(f"option {name} must be a str or None")
     try:
         request = build_request(
             netloc,
@@ -255,6 +252,16 @@ def _handshake(
     return response, deflate, rest
 
 
+def _check_request_options(opts: Mapping[str, Any]) -> None:
+    """Options of the request itself, checked before any socket is opened."""
+    for name in ("origin", "user_agent"):
+        value = opts.get(name)
+        if value is not None and (
+            not isinstance(value, str) or any(c in value for c in "\r\n\x00")
+        ):
+            raise InvalidURL(f"option {name} must be a str (one line) or None")
+
+
 def _default_user_agent() -> str:
     from . import __version__
 
@@ -275,6 +282,7 @@ def _establish(url_or_options: Any, options: Mapping[str, Any]) -> Tuple[Respons
     limit = opts.get("redirects", DEFAULT_REDIRECTS)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise InvalidURL("option redirects must be an int >= 0")
+    _check_request_options(opts)
     chain = [url_of(opts)]
     ctx, server_name = _tls_context(opts.get("tls"))
     timer = gevent.Timeout(timeout)
