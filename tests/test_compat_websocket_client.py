@@ -33,6 +33,7 @@ from gevent.threadpool import ThreadPool
 from helpers import (
     DEADLINE,
     ClientFrames,
+    PProxy,
     accept_reply,
     close_code_of,
     read_request,
@@ -408,8 +409,6 @@ def test_unsupported_arguments_name_themselves(make_server):
         compat.create_connection(url, fire_cont_frame=True)
     with pytest.raises(NotImplementedError, match="suppress_host"):
         compat.create_connection(url, suppress_host=True)
-    with pytest.raises(NotImplementedError, match="socket"):
-        compat.create_connection(url, socket=socket.socket())
     app = compat.WebSocketApp(url, on_cont_message=lambda *a: None)
     with pytest.raises(NotImplementedError, match="on_cont_message"):
         app.run_forever()
@@ -729,10 +728,10 @@ def test_compat_offers_compression(make_server):
     ws.close()
 
 
-def test_compat_connection_belongs_to_its_thread(make_server):
-    # Greenlet mode: a connection is used from the OS thread that opened it.
+def test_compat_greenlet_mode_belongs_to_its_thread(make_server):
+    # gws_options={"thread": False}: the connection lives on this thread's hub
     server = make_server()
-    ws = compat.create_connection(server.url, timeout=5)
+    ws = compat.create_connection(server.url, timeout=5, gws_options={"thread": False})
     errors: List[BaseException] = []
 
     def other_thread():
@@ -833,12 +832,103 @@ def test_proxy_url_mapping():
     assert url("a.example.org", "p", 1, environ={"NO_PROXY": ".example.org"}) is None
 
 
-def test_proxy_arguments_without_gws_proxy_support(make_server):
-    url = make_server().url
-    if "proxy" in gws.CONNECT_OPTIONS:
-        pytest.skip("gws has the proxy option: see the pproxy tests")
-    with pytest.raises(NotImplementedError, match="http_proxy_host"):
-        compat.create_connection(url, http_proxy_host="127.0.0.1", http_proxy_port=1)
+# -- proxies and prepared sockets (real pproxy subprocesses) ------------------------------
+
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch):
+    """No proxy variable from the machine reaches either module."""
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture
+def pproxy():
+    started: List[PProxy] = []
+
+    def start(listen: str, auth: Any = None) -> PProxy:
+        proxy = PProxy(listen, auth)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+def through_proxy(websocket: Any, url: str, proxy_args: Any) -> Any:
+    try:
+        ws = websocket.create_connection(url, timeout=10, **proxy_args)
+    except Exception as exc:  # noqa: BLE001 - the scenario reports what it got
+        return described(exc)
+    try:
+        peer = ws.sock.getpeername()[1]
+        ws.send("via proxy")
+        return ws.recv(), peer
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("proxy_type", ["http", "socks5"])
+def test_through_pproxy_with_auth(websocket, make_server, pproxy, no_proxy_env, proxy_type):
+    server = make_server()
+    proxy = pproxy(proxy_type, auth="alice:s3cr3t")
+    args = {
+        "http_proxy_host": "127.0.0.1",
+        "http_proxy_port": proxy.port,
+        "http_proxy_auth": ("alice", "s3cr3t"),
+        "proxy_type": proxy_type,
+    }
+    assert in_thread(through_proxy, websocket, server.url, args) == ("via proxy", proxy.port)
+
+
+def test_proxy_wrong_password(websocket, make_server, pproxy, no_proxy_env):
+    server = make_server()
+    proxy = pproxy("http", auth="alice:s3cr3t")
+    args = {
+        "http_proxy_host": "127.0.0.1",
+        "http_proxy_port": proxy.port,
+        "http_proxy_auth": ("alice", "wrong"),
+    }
+    name, text = in_thread(through_proxy, websocket, server.url, args)
+    assert name == "WebSocketProxyException" and "407" in text and "wrong" not in text
+
+
+def test_no_proxy_list_connects_directly(websocket, make_server, free_port, no_proxy_env):
+    server = make_server()
+    args = {
+        "http_proxy_host": "127.0.0.1",
+        "http_proxy_port": free_port,  # nothing listens there
+        "http_no_proxy": ["127.0.0.1"],
+    }
+    assert in_thread(through_proxy, websocket, server.url, args) == ("via proxy", server.port)
+
+
+def test_proxy_port_missing(websocket, make_server, no_proxy_env):
+    args = {"http_proxy_host": "127.0.0.1"}
+    name, text = in_thread(through_proxy, websocket, make_server().url, args)
+    assert (name, text) == (
+        "WebSocketProxyException",
+        "Cannot use port 0 when proxy_host specified",
+    )
+
+
+def prepared_socket(websocket: Any, url: str, port: int) -> Any:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    ws = websocket.create_connection(url, socket=sock)
+    try:
+        ws.send("over my socket")
+        return ws.recv()
+    finally:
+        ws.close()
+
+
+def test_prepared_socket(websocket, make_server):
+    server = make_server()
+    assert in_thread(prepared_socket, websocket, server.url, server.port) == "over my socket"
 
 
 def test_tls_option_mapping(tmp_path):

@@ -13,6 +13,8 @@ import time
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 import gevent
+from gevent._hub_local import get_hub_if_exists
+from gevent.monkey import get_original, is_module_patched
 
 from ._wsclient_abnf import (
     ABNF,
@@ -25,6 +27,7 @@ from ._wsclient_core import WebSocket, _unsupported, getdefaulttimeout
 __all__ = ["WebSocketApp", "set_reconnect"]
 
 _reconnect: List[int] = [0]
+_real_sleep = get_original("time", "sleep")
 
 
 def set_reconnect(reconnectInterval: int) -> None:  # noqa: N803 - websocket-client's name
@@ -33,6 +36,16 @@ def set_reconnect(reconnectInterval: int) -> None:  # noqa: N803 - websocket-cli
 
 
 Callback = Optional[Callable[..., Any]]
+
+
+def _sleep(seconds: float) -> None:
+    """Wait between reconnection attempts: cooperatively in a thread that
+    runs a gevent hub (or a monkey-patched program), else with the real
+    ``time.sleep``, which creates no hub in a plain thread."""
+    if get_hub_if_exists() is not None or is_module_patched("time"):
+        gevent.sleep(seconds)
+    else:
+        _real_sleep(seconds)
 
 
 class WebSocketApp:
@@ -44,9 +57,10 @@ class WebSocketApp:
     ``ping_timeout`` (or ``ping_interval`` when ``ping_timeout`` is None:
     websocket-client then waits forever on a dead peer); permessage-deflate
     is offered. ``on_cont_message`` is not supported (gws reassembles
-    fragments); nor is a custom ``dispatcher``. Unless gws's thread mode is
-    in use, ``send``/``close`` must come from the thread running
-    ``run_forever`` (any greenlet of it).
+    fragments); nor is a custom ``dispatcher``. The connection runs in gws's
+    thread mode (see :class:`WebSocket`): ``send``/``close`` may come from
+    any thread while ``run_forever`` runs in another, and the callbacks run
+    in the thread that called ``run_forever``.
     """
 
     def __init__(
@@ -307,7 +321,7 @@ class WebSocketApp:
             if reconnect:
                 while self.keep_running:
                     log.info(f"reconnect() - retrying in {reconnect} seconds")
-                    gevent.sleep(reconnect)
+                    _sleep(reconnect)
                     if not self.keep_running:
                         break
                     connect_once(True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket as _socket
 import ssl
 import struct
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, Union
 
 import gevent.ssl as gssl
 
@@ -25,6 +25,7 @@ from ._wsclient_abnf import (
     WebSocketException,
     WebSocketPayloadException,
     WebSocketProtocolException,
+    WebSocketProxyException,
     WebSocketTimeoutException,
     frame_length,
     log,
@@ -117,10 +118,66 @@ class _SockOpt:
         self.timeout: Optional[float] = None
 
 
-def _open_gws(url: str, options: Dict[str, Any]) -> gws.WebSocket:
+def _open_gws(url: str, options: Dict[str, Any], ping_payload: bytes) -> gws.WebSocket:
     """Open the gws connection behind a compat WebSocket: the one place this
-    layer connects (thread mode is a keyword here)."""
-    return gws.open(url, **options)
+    layer connects.
+
+    ``thread=True`` (this layer's default) opens it in gws's thread mode:
+    the connection lives on gws's hub thread, any OS thread may call it,
+    and its heartbeat and ping answers go on while the calling thread
+    blocks (``time.sleep``, C code), as websocket-client programs expect.
+    ``gws_options={"thread": False}`` keeps it on the calling thread's hub
+    instead (greenlet mode: cheaper calls, one thread only). Either way the
+    connection is configured before its first frame is parsed.
+    """
+    opts = dict(options)
+    if opts.pop("thread", True):
+        from gws import threaded
+
+        hub = threaded.hub_thread()
+        ws: gws.WebSocket = hub.call(_open_here, url, dict(opts, thread=True), ping_payload)
+        return ws
+    return _open_here(url, opts, ping_payload)
+
+
+def _open_here(url: str, options: Dict[str, Any], ping_payload: bytes) -> gws.WebSocket:
+    """Open and configure (on the connection's own hub thread): ping and
+    pong frames delivered to ``recv`` (for ``on_ping``/``on_pong`` and
+    ``recv_data(control_frame=True)``), the heartbeat's ping payload."""
+    ws = gws.open(url, **options)
+    conn = ws.connection
+    conn.protocol.controls = True
+    if ping_payload and conn.heartbeat is not None:
+        conn.heartbeat.payload = ping_payload
+    return ws
+
+
+def _on_hub(ws: gws.WebSocket, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` on the thread whose hub ``ws``'s connection lives
+    on: gws's hub thread in thread mode, else right here."""
+    from gws import threaded
+
+    if isinstance(ws, threaded.ThreadWebSocket):
+        return threaded.hub_thread().call(fn, *args)
+    return fn(*args)
+
+
+def _abort(ws: gws.WebSocket) -> None:
+    ws.connection.abort()
+
+
+def _send_within(ws: gws.WebSocket, message: Any, timeout: float) -> bool:
+    """Send (on the connection's hub) for at most ``timeout`` seconds;
+    whether it ran out (gws then dropped the connection if part of the
+    frame had gone out)."""
+    with Deadline(timeout) as deadline:
+        gws.WebSocket.send(ws, message)
+    return deadline.expired
+
+
+def _close_within(ws: gws.WebSocket, code: int, reason: str, timeout: float) -> None:
+    ws.connection.close_timeout = timeout
+    gws.WebSocket.close(ws, code, reason)
 
 
 def _unsupported(name: str, why: str) -> NotImplementedError:
@@ -137,6 +194,10 @@ def _translate(exc: BaseException) -> BaseException:
         if exc.code == 1007:
             return WebSocketPayloadException(str(exc))
         return WebSocketProtocolException(str(exc))
+    if isinstance(exc, gws.ProxyError):
+        return WebSocketProxyException(str(exc))
+    if isinstance(exc, gws.RedirectError):
+        return WebSocketException(str(exc))
     if isinstance(exc, gws.HandshakeError):
         status = exc.status
         if status == 101 or not status:
@@ -177,11 +238,13 @@ class WebSocket:
     compression), masking is fast, ``send`` from many greenlets never
     interleaves frames, and ``close()`` is always bounded.
 
-    Threads: unless gws's thread mode is in use, a connection belongs to
-    the OS thread that connected it (gevent objects belong to one thread's
-    hub); calls from another thread raise :class:`gws.WrongThread`.
-    ``enable_multithread`` is accepted and has nothing left to do:
-    concurrent sends from greenlets of the connecting thread are safe.
+    Threads: the connection runs in gws's thread mode, so any OS thread may
+    call it (``send`` from one thread while another is in ``recv``), and
+    gws answers pings and runs the heartbeat while the calling threads
+    block. ``enable_multithread`` is accepted and has nothing left to do.
+    ``gws_options={"thread": False}`` opens it on the calling thread's
+    gevent hub instead (greenlet mode: cheaper calls; then only that thread
+    may use it, another gets :class:`gws.WrongThread`).
 
     Not supported (NotImplementedError naming the argument): ``get_mask_key``
     (gws takes every mask key from ``os.urandom``) and ``dispatcher`` (gws
@@ -318,15 +381,15 @@ class WebSocket:
                 opts["heartbeat_timeout"] = timeout * 1000.0
         trace(f"connecting to {url}")
         try:
-            ws = _open_gws(url, opts)
+            ws = _open_gws(url, opts, ping[2] if ping is not None else b"")
         except (gws.WebSocketError, OSError) as exc:
             if isinstance(exc, gws.InvalidURL):
                 raise
             raise _translate(exc) from exc
         try:
-            self._setup(ws, options, ping)
+            self._setup(ws, options)
         except BaseException:
-            ws.connection.abort()
+            _on_hub(ws, _abort, ws)
             raise
         self._ws = ws
         self._peer_close_seen = False
@@ -336,16 +399,12 @@ class WebSocket:
         if parsed is None:
             # websocket-client raises ValueError for a malformed URL
             raise ValueError(gws.parse_url(url)[1])
-        for name in ("connection", "socket"):
-            if options.get(name) is not None:
-                why = {
-                    "connection": "gws writes the Connection header itself",
-                    "socket": "gws connects its own socket",
-                }[name]
-                raise _unsupported(name, why)
+        if options.get("connection") is not None:
+            raise _unsupported("connection", "gws writes the Connection header itself")
         if options.get("suppress_host"):
             raise _unsupported("suppress_host", "gws always sends a Host header")
-        opts: Dict[str, Any] = {"close_timeout": _CLOSE_TIMEOUT * 1000}
+        # websocket-client sends no User-Agent of its own
+        opts: Dict[str, Any] = {"close_timeout": _CLOSE_TIMEOUT * 1000, "user_agent": None}
         timeout = self.sock_opt.timeout
         connect_timeout = timeout or options.get("http_proxy_timeout")
         opts["timeout"] = connect_timeout * 1000.0 if connect_timeout else _CONNECT_TIMEOUT_MS
@@ -372,43 +431,23 @@ class WebSocket:
             options.get("http_no_proxy"),
             options.get("proxy_type"),
         )
-        if "proxy" in gws.CONNECT_OPTIONS:
-            if proxy is not USE_ENVIRONMENT:
-                opts["proxy"] = proxy
-        elif isinstance(proxy, str):
-            raise _unsupported("http_proxy_host", "this gws has no proxy support yet")
-        if "redirects" in gws.CONNECT_OPTIONS:
-            opts["redirects"] = options.get("redirect_limit", 3)
-        elif options.get("redirect_limit"):
-            raise _unsupported("redirect_limit", "this gws does not follow redirects yet")
-        if "sockopt" in gws.CONNECT_OPTIONS:
-            opts["sockopt"] = DEFAULT_SOCKET_OPTION + self.sock_opt.sockopt
+        if proxy is not USE_ENVIRONMENT:
+            opts["proxy"] = proxy
+        opts["redirects"] = options.get("redirect_limit", 3)
+        opts["sockopt"] = DEFAULT_SOCKET_OPTION + [tuple(o) for o in self.sock_opt.sockopt]
+        if options.get("socket") is not None:
+            opts["sock"] = options["socket"]
         opts.update(options.get("gws_options") or {})
         return opts
 
-    def _setup(
-        self,
-        ws: gws.WebSocket,
-        options: Dict[str, Any],
-        ping: Optional[Tuple[float, Optional[float], bytes]],
-    ) -> None:
-        """After the handshake: websocket-client's checks and socket options,
-        and the gws hooks this layer needs (ping/pong frames delivered, the
-        heartbeat's ping payload)."""
+    def _setup(self, ws: gws.WebSocket, options: Dict[str, Any]) -> None:
+        """After the handshake: websocket-client's checks and what it keeps."""
         subprotocols = options.get("subprotocols")
         chosen = ws.subprotocol
         if subprotocols and chosen is None:
             # websocket-client fails a handshake whose reply chose no subprotocol
             log.error(f"Invalid subprotocol: {subprotocols}")
             raise WebSocketException("Invalid WebSocket Header")
-        conn = ws.connection
-        conn.protocol.controls = True
-        if ping is not None and ping[2] and conn.heartbeat is not None:
-            conn.heartbeat.payload = ping[2]
-        if "sockopt" not in gws.CONNECT_OPTIONS:
-            sock = ws.response.socket
-            for opt in DEFAULT_SOCKET_OPTION + self.sock_opt.sockopt:
-                sock.setsockopt(*opt)
         headers = response_headers(ws.response.headers)
         self.handshake_response = handshake_response(
             ws.response.code, headers, None if chosen is None else chosen.lower()
@@ -429,11 +468,10 @@ class WebSocket:
             if timeout is None:
                 ws.send(message)
                 return
-            with Deadline(timeout) as deadline:
-                ws.send(message)
+            expired = _on_hub(ws, _send_within, ws, message, timeout)
         except gws.ConnectionClosed as exc:
             raise WebSocketConnectionClosedException("socket is already closed.") from exc
-        if deadline.expired:
+        if expired:
             raise WebSocketTimeoutException("Connection timed out")
 
     def send(self, payload: Union[bytes, str], opcode: int = ABNF.OPCODE_TEXT) -> int:
@@ -585,7 +623,7 @@ class WebSocket:
             ws.close(status, text)
         except ValueError as exc:
             log.debug(f"send_close({status}): {exc}; dropping the connection")
-            ws.connection.abort()
+            _on_hub(ws, _abort, ws)
 
     def close(
         self,
@@ -607,10 +645,9 @@ class WebSocket:
             raise ValueError("code is invalid range")
         self.close_frame = None
         text = reason.decode("utf-8", errors="replace") if isinstance(reason, bytes) else reason
-        conn = ws.connection
-        conn.close_timeout = _UNBOUNDED_CLOSE if timeout is None else timeout
+        bound = _UNBOUNDED_CLOSE if timeout is None else timeout
         try:
-            ws.close(status, text)
+            _on_hub(ws, _close_within, ws, status, text, bound)
         except ValueError as exc:  # a code gws may not send (1005, 1006...): drop instead
             log.debug(f"close({status}): {exc}; dropping the connection")
         except Exception as exc:  # noqa: BLE001 - websocket-client's close never raises
@@ -630,7 +667,7 @@ class WebSocket:
         ws = self._ws
         self._ws = None
         if ws is not None:
-            ws.connection.abort()
+            _on_hub(ws, _abort, ws)
 
 
 def _close_frame(ws: gws.WebSocket) -> Optional[ABNF]:
