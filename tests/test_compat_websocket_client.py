@@ -665,6 +665,122 @@ def test_app_reconnects_after_server_restart(websocket, make_server, how, use_on
     ]
 
 
+# -- threads: what websocket-client programs do ------------------------------------------
+
+
+def test_app_send_from_another_thread(websocket, make_server):
+    # run_forever in one thread, send() from another, as websocket-client's
+    # README suggests for a long-lived app
+    opened = Event()
+
+    def handler(request, read, write):
+        for msg in read:
+            if msg.payload == "opened":
+                opened.set()
+            write(msg.payload)
+            if msg.payload == "from another thread":
+                write.close(1000, "done")
+
+    server = make_server(handler)
+    app, events = recorder(websocket, server.url, lambda ws: ws.send("opened"))
+    pool = ThreadPool(1)
+    try:
+        job = pool.spawn(app.run_forever)
+        assert opened.wait(DEADLINE)
+        in_thread(app.send, "from another thread")
+        returned = job.get(timeout=DEADLINE)
+    finally:
+        pool.kill()
+    assert returned is False
+    assert [e for e in events if e[0] != "data"] == [
+        "open",
+        ("message", "opened"),
+        ("message", "from another thread"),
+        (
+            "error",
+            "WebSocketConnectionClosedException",
+            "Connection closed normally (code 1000): done",
+        ),
+        ("close", 1000, "done"),
+    ]
+
+
+def test_app_close_from_another_thread(websocket, make_server):
+    opened = Event()
+
+    def handler(request, read, write):
+        for msg in read:
+            opened.set()  # the client is in on_open: connected
+            write(msg.payload)
+
+    server = make_server(handler)
+    app, events = recorder(websocket, server.url, lambda ws: ws.send("opened"))
+    pool = ThreadPool(1)
+    try:
+        job = pool.spawn(app.run_forever)
+        assert opened.wait(DEADLINE)
+        in_thread(app.close)
+        returned = job.get(timeout=DEADLINE)
+    finally:
+        pool.kill()
+    # Which thread reads the server's close reply is a race in
+    # websocket-client: run_forever may report an error and on_close may or
+    # may not see the code. gws's hub thread reads it, always.
+    if websocket is compat:
+        assert returned is False
+        assert [e for e in events if e[0] != "data"][0] == "open"
+        assert events[-1] == ("close", 1000, None)
+    assert events[0] == "open" and events[-1][0] == "close"
+    assert [e[0] for e in events].count("close") == 1
+
+
+def test_recv_in_one_thread_send_in_another(websocket, make_server):
+    server = make_server()
+    ws = in_thread(websocket.create_connection, server.url, 10)
+    pool = ThreadPool(1)
+    try:
+        receiving = pool.spawn(ws.recv)
+        in_thread(ws.send, "crossed threads")
+        assert receiving.get(timeout=DEADLINE) == "crossed threads"
+    finally:
+        pool.kill()
+        in_thread(ws.close)
+
+
+def sleeps_between_messages(websocket: Any, url: str) -> Any:
+    import time
+
+    ws = websocket.create_connection(url, timeout=10)
+    try:
+        ws.send("before")
+        first = ws.recv()
+        time.sleep(2.5)  # a threaded program busy elsewhere, not reading
+        ws.send("after")
+        return first, ws.recv()
+    except Exception as exc:  # noqa: BLE001 - the scenario reports what it got
+        return first, type(exc).__name__
+    finally:
+        ws.close()
+
+
+def test_pings_answered_while_the_caller_sleeps(websocket, make_server):
+    # The server pings every 0.2 s and drops a client silent for 1 s after a
+    # ping. websocket-client answers pings only inside recv(), so a thread
+    # sleeping in time.sleep loses its connection; gws answers them on its
+    # hub thread while the caller sleeps.
+    server = make_server(heartbeat=200, heartbeat_timeout=1000)
+    first, second = in_thread(sleeps_between_messages, websocket, server.url)
+    assert first == "before"
+    if websocket is compat:
+        assert second == "after"
+    else:
+        assert second in (
+            "WebSocketConnectionClosedException",
+            "BrokenPipeError",
+            "ConnectionResetError",
+        )
+
+
 # -- TLS ---------------------------------------------------------------------------------
 
 

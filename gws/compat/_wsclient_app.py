@@ -235,15 +235,18 @@ class WebSocketApp:
                 self.sock.shutdown()
             self.last_close_frame = None
             try:
-                self.sock = WebSocket(
+                sock = self.sock = WebSocket(
                     sockopt=sockopt,
                     sslopt=sslopt,
                     skip_utf8_validation=skip_utf8_validation,
                     enable_multithread=True,
                 )
-                self.sock.settimeout(getdefaulttimeout())
+                sock.settimeout(getdefaulttimeout())
                 header = self.header() if callable(self.header) else self.header
-                self.sock._connect(self.url, dict(connect_options, header=header), ping)
+                sock._connect(self.url, dict(connect_options, header=header), ping)
+                if self.sock is not sock:  # close() came from another thread meanwhile
+                    sock.close()
+                    return
                 log.info("Websocket connected")
                 if reconnecting and self.on_reconnect:
                     self._callback(self.on_reconnect)

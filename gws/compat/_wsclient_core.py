@@ -175,6 +175,10 @@ def _send_within(ws: gws.WebSocket, message: Any, timeout: float) -> bool:
     return deadline.expired
 
 
+def _wait_closed(ws: gws.WebSocket, timeout: float) -> None:
+    ws.connection.closed.wait(timeout)
+
+
 def _close_within(ws: gws.WebSocket, code: int, reason: str, timeout: float) -> None:
     ws.connection.close_timeout = timeout
     gws.WebSocket.close(ws, code, reason)
@@ -638,14 +642,19 @@ class WebSocket:
         ws = self._ws
         if ws is None:
             return
-        if not self.connected:
+        bound = _UNBOUNDED_CLOSE if timeout is None else timeout
+        state = ws.connection.state
+        if state is not gws.State.OPEN:
+            if state is gws.State.CLOSING:  # another thread's close, or the peer's, under way
+                _on_hub(ws, _wait_closed, ws, bound)
+            if self.close_frame is None and ws.read.exception is None:
+                self.close_frame = _close_frame(ws)
             self.shutdown()
             return
         if status < 0 or status >= ABNF.LENGTH_16:
             raise ValueError("code is invalid range")
         self.close_frame = None
         text = reason.decode("utf-8", errors="replace") if isinstance(reason, bytes) else reason
-        bound = _UNBOUNDED_CLOSE if timeout is None else timeout
         try:
             _on_hub(ws, _close_within, ws, status, text, bound)
         except ValueError as exc:  # a code gws may not send (1005, 1006...): drop instead
