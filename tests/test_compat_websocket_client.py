@@ -36,6 +36,7 @@ from helpers import (
     PProxy,
     accept_reply,
     close_code_of,
+    fd_count,
     read_request,
     server_frame,
 )
@@ -286,6 +287,47 @@ def test_server_close_frame_then_closed(websocket, make_server):
         False,
         ("WebSocketConnectionClosedException", "Connection to remote host was lost."),
     ]
+
+
+def peer_closes_recv_data(websocket: Any, url: str) -> List[Any]:
+    ws = websocket.create_connection(url, timeout=5)
+    try:
+        return [ws.recv_data(), ws.recv_data()]
+    finally:
+        ws.close()
+
+
+def test_server_close_frame_from_recv_data(websocket, make_server):
+    server = make_server(says_then_closes("last words", code=4001, reason="custom"))
+    assert in_thread(peer_closes_recv_data, websocket, server.url) == [
+        (1, b"last words"),
+        (8, struct.pack("!H", 4001) + b"custom"),
+    ]
+
+
+def app_header_callable(websocket: Any, url: str) -> Any:
+    calls: List[int] = []
+
+    def header():
+        calls.append(1)
+        return {"X-Attempt": str(len(calls))}
+
+    app, events = recorder(websocket, url, on_message=lambda ws, m: ws.close(), header=header)
+    return app.run_forever(), events, len(calls)
+
+
+def test_app_header_callable(websocket, make_server):
+    seen = []
+
+    def handler(request, read, write):
+        seen.append(request.header("X-Attempt"))
+        write("welcome")
+        read()
+
+    server = make_server(handler)
+    returned, events, calls = in_thread(app_header_callable, websocket, server.url)
+    assert (returned, calls, seen) == (False, 1, ["1"])
+    assert events[-1] == ("close", 1000, None)
 
 
 def test_exception_hierarchy_matches():
@@ -557,6 +599,34 @@ def test_app_ping_interval_and_on_pong(websocket, make_server):
     returned, events = in_thread(app_pings, websocket, server.url)
     assert returned is False
     assert events == ["open", ("pong", b"are you there"), ("close", 1000, None)]
+
+
+def app_on_ping(websocket: Any, url: str) -> Any:
+    app, events = recorder(
+        websocket,
+        url,
+        on_message=lambda ws, m: ws.close(),
+        on_ping=lambda ws, data: events.append(("ping", data)),
+    )
+    return app.run_forever(), events
+
+
+def test_app_on_ping(websocket, make_server):
+    def handler(request, read, write):
+        write.ping(b"server ping")
+        write("after the ping")
+        read()
+
+    server = make_server(handler)
+    returned, events = in_thread(app_on_ping, websocket, server.url)
+    assert returned is False
+    assert events == [
+        "open",
+        ("ping", b"server ping"),
+        ("data", "after the ping", 1, True),
+        ("message", "after the ping"),
+        ("close", 1000, None),
+    ]
 
 
 def app_dead_peer(websocket: Any, url: str, ping_timeout: Any) -> Any:
@@ -831,6 +901,27 @@ def test_compat_in_greenlets_leaks_nothing(make_server, no_leaks):
         assert events[-1] == ("close", 1000, None)
 
 
+def test_compat_thread_mode_leaks_no_socket(make_server):
+    # Thread mode (the default): connections live on gws's hub thread; what
+    # they leave behind would be file descriptors of this process.
+    server = make_server()
+    warm = compat.create_connection(server.url, timeout=5)  # starts the hub thread
+    warm.close()
+    assert server.wait_idle()
+    fds = fd_count()
+    for _ in range(3):
+        ws = compat.create_connection(server.url, timeout=5)
+        ws.send("hi")
+        assert ws.recv() == "hi"
+        ws.close()
+        app, events = recorder(
+            compat, server.url, lambda ws: ws.send("x"), lambda ws, m: ws.close()
+        )
+        assert app.run_forever() is False
+    assert server.wait_idle()
+    assert fd_count() == fds
+
+
 def test_compat_offers_compression(make_server):
     # websocket-client has no compression; gws offers permessage-deflate
     server = make_server()
@@ -918,6 +1009,33 @@ def test_peer_protocol_error_maps(make_server):
         ws.recv()
     assert server.wait_idle()
     assert codes == [1007]
+
+
+def test_translate_gws_errors():
+    from gws.compat._wsclient_core import _translate
+
+    cases = [
+        (gws.HeartbeatTimeout("heartbeat timeout"), compat.WebSocketTimeoutException),
+        (gws.ReceiveTimeout("no message"), compat.WebSocketTimeoutException),
+        (gws.OpenTimeout("timed out"), compat.WebSocketTimeoutException),
+        (gws.ProtocolError("bad frame"), compat.WebSocketProtocolException),
+        (gws.ProtocolError("bad utf-8", 1007), compat.WebSocketPayloadException),
+        (gws.AbnormalClosure("eof"), compat.WebSocketConnectionClosedException),
+        (gws.ProxyError("proxy http://p:1 refused: 407", 407), compat.WebSocketProxyException),
+        (
+            gws.RedirectError("too many redirects", ["ws://a/", "ws://b/"]),
+            compat.WebSocketException,
+        ),
+        (socket.gaierror(-2, "Name or service not known"), compat.WebSocketAddressException),
+        (gws.HandshakeError("missing Upgrade", 101), compat.WebSocketException),
+    ]
+    for exc, expected in cases:
+        assert type(_translate(exc)) is expected, exc
+    reset = ConnectionResetError(104, "reset")
+    assert _translate(reset) is reset
+    bad = _translate(gws.HandshakeError("server answered 404 Not Found instead of 101", 404))
+    assert isinstance(bad, compat.WebSocketBadStatusException)
+    assert (bad.status_code, bad.status_message) == (404, "Not Found")
 
 
 # -- pure mappings -----------------------------------------------------------------------
