@@ -447,13 +447,10 @@ def test_unsupported_arguments_name_themselves(make_server):
         compat.create_connection(url, get_mask_key=lambda n: b"abcd")
     with pytest.raises(NotImplementedError, match="dispatcher"):
         compat.WebSocket(dispatcher=object())
-    with pytest.raises(NotImplementedError, match="fire_cont_frame"):
-        compat.create_connection(url, fire_cont_frame=True)
+    with pytest.raises(NotImplementedError, match="fire_cont_frame with compression"):
+        compat.create_connection(url, fire_cont_frame=True, gws_options={"compression": "deflate"})
     with pytest.raises(NotImplementedError, match="suppress_host"):
         compat.create_connection(url, suppress_host=True)
-    app = compat.WebSocketApp(url, on_cont_message=lambda *a: None)
-    with pytest.raises(NotImplementedError, match="on_cont_message"):
-        app.run_forever()
     with pytest.raises(TypeError, match="no_such_option"):
         compat.create_connection(url, no_such_option=1)
     with pytest.raises(compat.WebSocketException, match="ping_interval > ping_timeout"):
@@ -599,6 +596,62 @@ def test_app_ping_interval_and_on_pong(websocket, make_server):
     returned, events = in_thread(app_pings, websocket, server.url)
     assert returned is False
     assert events == ["open", ("pong", b"are you there"), ("close", 1000, None)]
+
+
+def fragmenter(request, read, write):
+    """Sends one text message in three frames, then echoes."""
+    write(["ab", "cd", "ef"])
+    gws.echo(request, read, write)
+
+
+def frames_one_by_one(websocket: Any, url: str) -> List[Any]:
+    ws = websocket.create_connection(url, timeout=5, fire_cont_frame=True)
+    try:
+        out = []
+        for _ in range(3):
+            opcode, frame = ws.recv_data_frame()
+            out.append((opcode, frame.fin, frame.data))
+        ws.send("whole")
+        out.append(ws.recv())
+        return out
+    finally:
+        ws.close()
+
+
+def test_fire_cont_frame(websocket, make_server):
+    server = make_server(fragmenter)
+    assert in_thread(frames_one_by_one, websocket, server.url) == [
+        (1, 0, b"ab"),
+        (0, 0, b"cd"),
+        (0, 1, b"ef"),
+        "whole",
+    ]
+
+
+def app_cont_message(websocket: Any, url: str) -> Any:
+    def on_cont_message(ws, data, fin):
+        events.append(("cont", data, fin))
+        if fin:
+            ws.close()
+
+    app, events = recorder(websocket, url, on_cont_message=on_cont_message)
+    return app.run_forever(), events
+
+
+def test_app_on_cont_message(websocket, make_server):
+    server = make_server(fragmenter)
+    returned, events = in_thread(app_cont_message, websocket, server.url)
+    assert returned is False
+    assert events == [
+        "open",
+        ("data", "ab", 1, True),
+        ("message", "ab"),
+        ("data", b"cd", 0, 0),
+        ("cont", b"cd", 0),
+        ("data", b"ef", 0, 1),
+        ("cont", b"ef", 1),
+        ("close", 1000, None),
+    ]
 
 
 def app_on_ping(websocket: Any, url: str) -> Any:

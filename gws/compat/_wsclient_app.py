@@ -56,8 +56,10 @@ class WebSocketApp:
     becomes gws's heartbeat, so a peer that goes silent is noticed within
     ``ping_timeout`` (or ``ping_interval`` when ``ping_timeout`` is None:
     websocket-client then waits forever on a dead peer); permessage-deflate
-    is offered. ``on_cont_message`` is not supported (gws reassembles
-    fragments); nor is a custom ``dispatcher``. The connection runs in gws's
+    is offered. With ``on_cont_message`` frames arrive one by one, as in
+    websocket-client (the first through ``on_message``, the rest through
+    ``on_cont_message``), uncompressed. A custom ``dispatcher`` is not
+    supported. The connection runs in gws's
     thread mode (see :class:`WebSocket`): ``send``/``close`` may come from
     any thread while ``run_forever`` runs in another, and the callbacks run
     in the thread that called ``run_forever``.
@@ -182,8 +184,6 @@ class WebSocketApp:
             raise WebSocketException("Ensure ping_interval > ping_timeout")
         if dispatcher is not None:
             raise _unsupported("dispatcher", "gws runs every connection on gevent's loop")
-        if self.on_cont_message is not None:
-            raise _unsupported("on_cont_message", "gws delivers whole messages")
         if self.get_mask_key is not None:
             raise _unsupported("get_mask_key", "gws draws every mask key from os.urandom")
         if self.sock:
@@ -238,6 +238,7 @@ class WebSocketApp:
                 sock = self.sock = WebSocket(
                     sockopt=sockopt,
                     sslopt=sslopt,
+                    fire_cont_frame=self.on_cont_message is not None,
                     skip_utf8_validation=skip_utf8_validation,
                     enable_multithread=True,
                 )
@@ -279,6 +280,9 @@ class WebSocketApp:
             elif op_code == ABNF.OPCODE_PONG:
                 self.last_pong_tm = time.time()
                 self._callback(self.on_pong, frame.data)
+            elif op_code == ABNF.OPCODE_CONT and self.on_cont_message:
+                self._callback(self.on_data, frame.data, frame.opcode, frame.fin)
+                self._callback(self.on_cont_message, frame.data, frame.fin)
             else:
                 data: Union[str, bytes] = frame.data
                 if op_code == ABNF.OPCODE_TEXT and not skip_utf8_validation:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket as _socket
 import ssl
 import struct
+from http import HTTPStatus
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, Union
 
 import gevent.ssl as gssl
@@ -208,8 +209,10 @@ def _translate(exc: BaseException) -> BaseException:
             return WebSocketException(f"Invalid WebSocket Header ({exc})")
         headers = response_headers(exc.headers)
         body = exc.body or None
-        message = str(exc).split(" instead of ")[0].replace("server answered ", "")
-        phrase = message[len(str(status)) :].strip() or None
+        try:  # gws keeps no reason phrase (arbitrary server text): the standard one
+            phrase: Optional[str] = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = None
         shown = body.decode("utf-8", errors="replace") if body else None
         return WebSocketBadStatusException(
             f"Handshake status {status} {phrase} -+-+- {headers} -+-+- {shown}",
@@ -271,14 +274,12 @@ class WebSocket:
             raise _unsupported("get_mask_key", "gws draws every mask key from os.urandom")
         if dispatcher is not None:
             raise _unsupported("dispatcher", "gws runs every connection on gevent's loop")
-        if fire_cont_frame:
-            raise _unsupported(
-                "fire_cont_frame", "gws delivers whole messages (fragments reassembled)"
-            )
         self.sock_opt = _SockOpt(sockopt, sslopt)
         self.handshake_response: Optional[handshake_response] = None
         self.close_frame: Optional[ABNF] = None
         self.skip_utf8_validation = skip_utf8_validation
+        self.fire_cont_frame = fire_cont_frame
+        self._fragmented: Optional[int] = None  # opcode of the message whose frames arrive
         self._ws: Optional[gws.WebSocket] = None
         self._peer_close_seen = False
 
@@ -442,6 +443,12 @@ class WebSocket:
         if options.get("socket") is not None:
             opts["sock"] = options["socket"]
         opts.update(options.get("gws_options") or {})
+        if self.fire_cont_frame:
+            # Frames as they arrive; uncompressed, since gws inflates whole messages only.
+            if (options.get("gws_options") or {}).get("compression") is not None:
+                raise _unsupported("fire_cont_frame with compression", "gws inflates messages")
+            opts["fragments"] = True
+            opts["compression"] = None
         return opts
 
     def _setup(self, ws: gws.WebSocket, options: Dict[str, Any]) -> None:
@@ -567,11 +574,11 @@ class WebSocket:
             return ABNF.OPCODE_CLOSE, frame
         payload = msg.payload
         data = payload.encode("utf-8") if isinstance(payload, str) else payload
-        return msg.opcode, ABNF(1, 0, 0, 0, msg.opcode, 0, data)
+        return msg.opcode, ABNF(int(msg.fin), 0, 0, 0, msg.opcode, 0, data)
 
     def recv_frame(self) -> ABNF:
-        """The next frame: gws reassembles fragments, so a whole message,
-        ping, pong or close frame as one ABNF with ``fin=1``."""
+        """The next frame: a whole message (gws reassembles fragments)
+        unless ``fire_cont_frame``, or a ping, pong or close frame."""
         return self.recv_data_frame(True)[1]
 
     def _next(self, control_frame: bool) -> Optional[gws.Message]:
@@ -590,10 +597,30 @@ class WebSocket:
                 self._closed(ws, exc)
                 return None
             opcode = msg.opcode
-            trace(f"++Rcv decoded: fin=1 opcode={opcode} data={msg.payload!r}")
-            if opcode >= ABNF.OPCODE_CLOSE and not control_frame:
-                continue
+            trace(f"++Rcv decoded: fin={int(msg.fin)} opcode={opcode} data={msg.payload!r}")
+            if opcode == ABNF.OPCODE_CLOSE:
+                continue  # fire_cont_frame: the close frame; the next recv tells the close
+            if opcode > ABNF.OPCODE_CLOSE:
+                if not control_frame:
+                    continue
+            elif self.fire_cont_frame:
+                self._check_sequence(msg)
             return msg
+
+    def _check_sequence(self, frame: gws.Message) -> None:
+        """websocket-client's checks on frames delivered one by one: a
+        continuation needs a message to continue, a new message must not
+        start inside one."""
+        opcode = frame.opcode
+        if opcode == ABNF.OPCODE_CONT:
+            if self._fragmented is None:
+                raise WebSocketProtocolException("Illegal frame")
+        elif self._fragmented is not None:
+            raise WebSocketProtocolException("Illegal frame")
+        else:
+            self._fragmented = opcode
+        if frame.fin:
+            self._fragmented = None
 
     def _closed(self, ws: gws.WebSocket, closed: gws.ConnectionClosed) -> None:
         """The gws connection ended while receiving: note the peer's close

@@ -24,13 +24,14 @@ so a dead peer is noticed (websocket-client can wait forever on one);
 permessage-deflate is offered (websocket-client has no compression); the
 handshake and ``close()`` are always bounded; concurrent sends never
 interleave frames. An argument gws cannot honour raises NotImplementedError
-naming it (``get_mask_key``, ``dispatcher``, ``on_cont_message``,
-``fire_cont_frame``, ``socket``, ``suppress_host``, ``connection``). gws's
+naming it (``get_mask_key``, ``dispatcher``, ``suppress_host``,
+``connection``). gws's
 own options go in ``gws_options`` (a dict, ms units) of
 ``create_connection``/``connect``/``run_forever``.
 
-A connection belongs to the OS thread that opened it unless gws's thread
-mode is available: call it from that thread (any greenlet of it).
+Connections run in gws's thread mode: any thread may call them, and pings
+are answered while the calling threads block. ``gws_options={"thread":
+False}`` keeps a connection on the calling thread's gevent hub instead.
 """
 
 from __future__ import annotations
