@@ -28,6 +28,7 @@ from ._wsclient_abnf import (
     WebSocketProtocolException,
     WebSocketProxyException,
     WebSocketTimeoutException,
+    _trace,
     frame_length,
     log,
     payload_bytes,
@@ -497,7 +498,8 @@ class WebSocket:
                 self._send_close_payload(data)
                 return frame_length(len(data))
             message = data if opcode == ABNF.OPCODE_BINARY else {"opcode": opcode, "payload": data}
-        trace(f"++Sent decoded: fin=1 opcode={opcode} data={data!r}")
+        if _trace.enabled:
+            trace(f"++Sent decoded: fin=1 opcode={opcode} data={data!r}")
         self._send(message)
         return frame_length(len(data))
 
@@ -597,7 +599,8 @@ class WebSocket:
                 self._closed(ws, exc)
                 return None
             opcode = msg.opcode
-            trace(f"++Rcv decoded: fin={int(msg.fin)} opcode={opcode} data={msg.payload!r}")
+            if _trace.enabled:
+                trace(f"++Rcv decoded: fin={int(msg.fin)} opcode={opcode} data={msg.payload!r}")
             if opcode == ABNF.OPCODE_CLOSE:
                 continue  # fire_cont_frame: the close frame; the next recv tells the close
             if opcode > ABNF.OPCODE_CLOSE:
