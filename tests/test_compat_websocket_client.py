@@ -581,6 +581,28 @@ def test_app_callback_error_goes_to_on_error(websocket, make_server, caplog):
     ]
 
 
+def app_interrupted(websocket: Any, url: str) -> Any:
+    def on_message(ws, message):
+        raise KeyboardInterrupt  # Ctrl-C while a callback runs
+
+    app, events = recorder(websocket, url, lambda ws: ws.send("hi"), on_message)
+    return app.run_forever(), events, app.sock
+
+
+def test_app_keyboard_interrupt(websocket, make_server, caplog):
+    server = make_server()
+    with caplog.at_level(logging.CRITICAL):
+        returned, events, sock = in_thread(app_interrupted, websocket, server.url)
+    assert returned is True and sock is None
+    assert events == [
+        "open",
+        ("data", "hi", 1, True),
+        ("message", "hi"),
+        ("error", "KeyboardInterrupt", ""),
+        ("close", None, None),
+    ]
+
+
 def app_pings(websocket: Any, url: str) -> Any:
     def on_pong(ws, data):
         events.append(("pong", data))

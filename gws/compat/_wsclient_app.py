@@ -9,6 +9,7 @@ exception)`` and finally ``on_close(app, status_code, reason)``.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable, List, Optional, Tuple, Union
 
@@ -108,6 +109,7 @@ class WebSocketApp:
         self.prepared_socket = socket
         self.has_errored = False
         self.has_done_teardown = False
+        self.has_done_teardown_lock = threading.Lock()
         self.last_close_frame: Optional[ABNF] = None
 
     # -- sending -------------------------------------------------------------------------
@@ -163,7 +165,8 @@ class WebSocketApp:
     ) -> bool:
         """Connect and dispatch callbacks until the connection ends (or, with
         ``reconnect`` seconds, until :meth:`close`). Returns True if it ended
-        by an error, False after a clean close or KeyboardInterrupt.
+        by an error (a KeyboardInterrupt included, which it catches, as
+        websocket-client does), False after a clean close.
 
         ``ping_interval``/``ping_timeout`` (seconds) run gws's heartbeat:
         a ping every ``ping_interval`` carrying ``ping_payload``, and the
@@ -216,17 +219,19 @@ class WebSocketApp:
         }
 
         def teardown(close_frame: Optional[ABNF] = None) -> None:
-            if self.has_done_teardown:
-                return
-            self.has_done_teardown = True
+            with self.has_done_teardown_lock:
+                if self.has_done_teardown:
+                    return
+                self.has_done_teardown = True
+            closing = not self.keep_running  # close() was called (maybe from another thread)
             self.keep_running = False
             current = self.sock
             if current:
                 self.sock = None
                 current.close()
             effective = close_frame or self.last_close_frame
-            if effective is None and current is not None:
-                effective = current.close_frame
+            if effective is None and closing and current is not None:
+                effective = current.close_frame  # that close() has not stored it yet
             code, reason = self._get_close_args(effective)
             self._callback(self.on_close, code, reason)
 

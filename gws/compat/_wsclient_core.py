@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, U
 import gevent.ssl as gssl
 
 import gws
+from gws import threaded
 from gws.deadline import Deadline
 
 from ._wsclient_abnf import (
@@ -134,8 +135,6 @@ def _open_gws(url: str, options: Dict[str, Any], ping_payload: bytes) -> gws.Web
     """
     opts = dict(options)
     if opts.pop("thread", True):
-        from gws import threaded
-
         hub = threaded.hub_thread()
         ws: gws.WebSocket = hub.call(_open_here, url, dict(opts, thread=True), ping_payload)
         return ws
@@ -157,8 +156,6 @@ def _open_here(url: str, options: Dict[str, Any], ping_payload: bytes) -> gws.We
 def _on_hub(ws: gws.WebSocket, fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn(*args)`` on the thread whose hub ``ws``'s connection lives
     on: gws's hub thread in thread mode, else right here."""
-    from gws import threaded
-
     if isinstance(ws, threaded.ThreadWebSocket):
         return threaded.hub_thread().call(fn, *args)
     return fn(*args)
