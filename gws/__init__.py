@@ -14,6 +14,7 @@ and a Pythonic face: ``with gws.open(url) as ws: ws.send("hi"); ws.recv()``.
 
 from .client import CONNECT_OPTIONS, Response, WebSocket, connect
 from .client import open as open  # noqa: A004 - gws.open, kept out of __all__
+from .connection import Pong
 from .errors import (
     AbnormalClosure,
     CloseTimeout,
@@ -24,6 +25,7 @@ from .errors import (
     InvalidURL,
     MessageTooBig,
     OpenTimeout,
+    PongTimeout,
     ProtocolError,
     ReceiveTimeout,
     WebSocketError,
@@ -69,6 +71,8 @@ __all__ = [
     "OP_PONG",
     "OP_TEXT",
     "OpenTimeout",
+    "Pong",
+    "PongTimeout",
     "ProtocolError",
     "Reader",
     "ReceiveTimeout",

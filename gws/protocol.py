@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import codecs
 import enum
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Union
 
 from .deflate import PerMessageDeflate
 from .errors import (
@@ -234,6 +234,7 @@ class Protocol:
         "assembler",
         "_out_opcode",
         "_out_compressing",
+        "on_pong",
     )
 
     def __init__(
@@ -268,6 +269,8 @@ class Protocol:
         self.assembler = Assembler(max_size, deflate)
         self._out_opcode: Optional[int] = None  # the open outgoing fragmented message
         self._out_compressing = False
+        #: Called with each pong's payload (the I/O layer matches it to its pings).
+        self.on_pong: Optional[Callable[[bytes], None]] = None
 
     # -- receiving -------------------------------------------------------------
 
@@ -375,6 +378,8 @@ class Protocol:
                 )
         elif opcode == OP_CLOSE:
             self._on_close(frame.payload)  # type: ignore[arg-type]
+        elif self.on_pong is not None:  # a pong: reserved opcodes never get here
+            self.on_pong(frame.payload)  # type: ignore[arg-type]
         if self.fragments:
             self.messages.append(frame)
 

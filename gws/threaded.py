@@ -54,7 +54,7 @@ from gevent.monkey import get_original, is_module_patched
 
 from .client import Response, WebSocket, _establish
 from .client import connect as _connect
-from .connection import Connection, MessageLike
+from .connection import Connection, MessageLike, Pong
 from .errors import ConnectionClosed, ReceiveTimeout, describe
 from .frames import Message
 from .io import Reader, Writer, WriteResult
@@ -384,8 +384,16 @@ class ThreadWebSocket(WebSocket):
         conn = self._conn
         return ConnectionClosed(conn.close_code, conn.close_reason or "", _error(conn))
 
-    def ping(self, payload: Union[bytes, str] = b"") -> None:
-        self._hub.call(WebSocket.ping, self, payload)
+    def ping(
+        self,
+        payload: Union[bytes, str] = b"",
+        *,
+        wait: bool = False,
+        timeout: Optional[float] = None,
+    ) -> Pong:
+        pong: Pong = self._hub.call(_ping, self, payload, wait, timeout)
+        pong.hub = self._hub
+        return pong
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self._hub.call(WebSocket.close, self, code, reason)
@@ -398,6 +406,10 @@ class ThreadWebSocket(WebSocket):
 
     def __repr__(self) -> str:
         return "<gws.WebSocket (thread mode)" + super().__repr__()[len("<gws.WebSocket") :]
+
+
+def _ping(ws: ThreadWebSocket, payload: Union[bytes, str], wait: bool, timeout: Any) -> Pong:
+    return WebSocket.ping(ws, payload, wait=wait, timeout=timeout)
 
 
 def _wrap(
