@@ -42,6 +42,7 @@ from .frames import (
 )
 from .io import Reader, Writer, socket_io, wrap_io
 from .protocol import State
+from .reconnect import Reconnecting, reconnecting, should_retry
 from .server import Request, Server, accept, echo, serve
 from .url import Url, parse_url
 
@@ -76,6 +77,7 @@ __all__ = [
     "ProtocolError",
     "Reader",
     "ReceiveTimeout",
+    "Reconnecting",
     "Request",
     "Response",
     "Server",
@@ -90,7 +92,9 @@ __all__ = [
     "echo",
     "parseUrl",
     "parse_url",
+    "reconnecting",
     "serve",
+    "should_retry",
     "socket_io",
     "wrapIo",
     "wrap_io",
