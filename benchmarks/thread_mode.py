@@ -152,6 +152,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "thread" in medians and "websocket-client" in medians:
         ratio = medians["thread"] / medians["websocket-client"]
         print(f"thread mode / websocket-client: {ratio:.2f}x")
+    # Ratios within each round (modes measured next to each other) resist
+    # the machine's drift better than ratios of medians.
+    paired = {
+        f"{a}/{b}": statistics.median(x / y for x, y in zip(samples[a], samples[b]))
+        for a, b in (
+            ("thread", "greenlet"),
+            ("thread-coop", "greenlet"),
+            ("websocket-client", "greenlet"),
+            ("thread", "websocket-client"),
+        )
+        if samples[a] and samples[b]
+    }
+    for key, value in paired.items():
+        print(f"median of per-round ratios {key}: {value:.2f}x")
     if args.json is not None:
         args.json.write_text(
             json.dumps(
@@ -162,6 +176,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "cpus": os.cpu_count(),
                     "samples_us": samples,
                     "median_us": medians,
+                    "paired_ratios": paired,
                     "status": status,
                 },
                 indent=2,

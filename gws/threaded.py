@@ -33,6 +33,7 @@ too, as in websockets' threading client).
 from __future__ import annotations
 
 import collections
+import os
 from typing import (
     Any,
     Callable,
@@ -123,6 +124,7 @@ class HubThread:
         ready = _allocate_lock()
         ready.acquire()
         self.ident: int = 0
+        self.pid = os.getpid()
         self._loop: Any = None
         self._hub: Any = None
         self._ready = ready
@@ -211,14 +213,27 @@ _hub: Optional[HubThread] = None
 _hub_lock = _allocate_lock()
 
 
+def _forget_hub() -> None:
+    # In a child after fork(): the hub thread was not copied, nor may a lock
+    # held by another thread at the fork ever be released.
+    global _hub, _hub_lock
+    _hub = None
+    _hub_lock = _allocate_lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_hub)
+
+
 def hub_thread() -> HubThread:
-    """The process's gws hub thread, started on first use."""
+    """The process's gws hub thread, started on first use (and again in a
+    child process after ``fork()``, which copies no threads)."""
     global _hub
     hub = _hub
-    if hub is None:
+    if hub is None or hub.pid != os.getpid():
         with _hub_lock:
             hub = _hub
-            if hub is None:
+            if hub is None or hub.pid != os.getpid():
                 hub = _hub = HubThread()
     return hub
 
