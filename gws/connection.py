@@ -188,6 +188,10 @@ class Connection:
         ("peer closed with 1001 (going away)")."""
         if _get_ident() != self._thread:
             return str(self._wrong_thread())
+        return self.error_text()
+
+    def error_text(self) -> Optional[str]:
+        """``error`` whichever thread asks (thread mode's callers)."""
         exc = self.protocol.exception
         if exc is not None:
             return describe(exc)
@@ -250,7 +254,7 @@ class Connection:
         """The :class:`ConnectionClosed` that tells how this connection ended."""
         proto = self.protocol
         return ConnectionClosed(
-            proto.close_code, proto.close_reason or "", self.error, self.close_initiator
+            proto.close_code, proto.close_reason or "", self.error_text(), self.close_initiator
         )
 
     def _wrong_thread(self) -> WrongThread:

@@ -56,7 +56,7 @@ from gevent.monkey import get_original, is_module_patched
 from .client import Response, WebSocket, _establish
 from .client import connect as _connect
 from .connection import Connection, MessageLike, Pong
-from .errors import ConnectionClosed, ReceiveTimeout, describe
+from .errors import ReceiveTimeout
 from .frames import Message
 from .io import Reader, Writer, WriteResult
 
@@ -203,7 +203,7 @@ class HubThread:
             job.state = 2
             task = job.task
             if task is not None and not task.dead:
-                gevent.kill(task)
+                task.throw(greenlet.GreenletExit)  # runs there at once; we are the hub
         elif job.state == 1 and job.error is None and job.undo is not None:
             job.state = 2
             job.undo(job.value)  # finished just as the caller gave up: give it back
@@ -307,8 +307,7 @@ class _Inbox:
 
 
 def _error(conn: Connection) -> Optional[str]:
-    exc = conn.exception
-    return None if exc is None else describe(exc)
+    return conn.error_text()
 
 
 class ThreadReader(Reader):
@@ -394,10 +393,6 @@ class ThreadWebSocket(WebSocket):
         if msg is None:
             raise self._closed_error() from self._conn.exception
         return msg
-
-    def _closed_error(self) -> ConnectionClosed:
-        conn = self._conn
-        return ConnectionClosed(conn.close_code, conn.close_reason or "", _error(conn))
 
     def ping(
         self,

@@ -271,3 +271,20 @@ def test_a_forked_child_gets_a_hub_thread_of_its_own() -> None:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_thread_mode_says_who_closed(make_server, leak_free) -> None:
+    def handler(request, read, write):
+        write.close(1001, "restarting")
+
+    server = make_server(handler)
+    with leak_free():
+        res, read, write = gws.connect(port=server.port, thread=True)
+        assert res, read
+        assert run_threads(read) == [None]
+        assert read.error == "peer closed with 1001 (going away): 'restarting'"
+        ws = gws.open(port=server.port, thread=True)
+        with pytest.raises(gws.ConnectionClosed) as info:
+            ws.recv()
+        assert info.value.initiator == "peer" and info.value.code == 1001
+        assert ws.close_description == "peer closed with 1001 (going away): 'restarting'"
