@@ -413,12 +413,29 @@ class Connection:
         else:
             self._send_frame(frame)
 
-    def send_control(self, frame: Message) -> None:
-        """Send a ping or pong frame (between other messages' fragments if need be)."""
+    def send_control(self, frame: Message) -> Optional[Pong]:
+        """Send a ping or pong frame (between other messages' fragments if
+        need be); for a ping, return its :class:`Pong` (the heartbeat's
+        pings too, so their pongs set ``latency``)."""
         if _get_ident() != self._thread:
             raise self._wrong_thread()
-        with self.write_lock:
-            self._emit(self.protocol.send(frame))
+        if frame.opcode != OP_PING:
+            with self.write_lock:
+                self._emit(self.protocol.send(frame))
+            return None
+        pong = Pong(self, frame.payload)  # type: ignore[arg-type]
+        pings = self._pings
+        pings.append(pong)  # first: a reader may see the pong while the ping is written
+        try:
+            with self.write_lock:
+                self._emit(self.protocol.send(frame))
+        except BaseException:
+            if pong in pings:
+                pings.remove(pong)
+            raise
+        if len(pings) > _MAX_PINGS:
+            pings.pop(0)._event.set()  # forgotten: its wait() ends with PongTimeout
+        return pong
 
     def ping(self, payload: Union[bytes, str] = b"") -> Pong:
         """Send a ping; return its :class:`Pong` to wait for. Without a
@@ -426,18 +443,8 @@ class Connection:
         if not payload:
             self._ping_count += 1
             payload = _ping_ids.pack(self._ping_count & 0xFFFFFFFF)
-        frame = to_message({"opcode": OP_PING, "payload": payload})
-        pong = Pong(self, frame.payload)  # type: ignore[arg-type]
-        pings = self._pings
-        pings.append(pong)  # first: a reader may see the pong while the ping is written
-        try:
-            self.send_control(frame)
-        except BaseException:
-            if pong in pings:
-                pings.remove(pong)
-            raise
-        if len(pings) > _MAX_PINGS:
-            pings.pop(0)._event.set()  # forgotten: its wait() ends with PongTimeout
+        pong = self.send_control(to_message({"opcode": OP_PING, "payload": payload}))
+        assert pong is not None
         return pong
 
     def _pong_received(self, payload: bytes) -> None:

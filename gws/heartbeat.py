@@ -6,8 +6,7 @@ of saved stack each). A step checks the oldest unanswered ping, reads once
 for an idle connection (so a quiet reader does not look like a dead peer),
 and sends the next ping when due. A step that blocks longer than the
 timeout (a writer stuck on a peer that stopped reading holds the write lock)
-drops the connection with :class:`~gws.errors.HeartbeatTimeout`. Each
-ping is numbered, so its pong sets the connection's ``latency`` (ms).
+drops the connection with :class:`~gws.errors.HeartbeatTimeout`.
 """
 
 from __future__ import annotations
@@ -119,12 +118,10 @@ class Heartbeat:
                 self._dead(None)
                 return None
         if now >= self._next:
+            ping = Message(True, False, False, False, self.opcode, False, b"")
             with Deadline(timeout) as deadline:
                 try:
-                    if self.opcode == OP_PING:
-                        conn.ping()  # its pong sets conn.latency
-                    else:
-                        conn.send_control(Message(True, False, False, False, self.opcode, False))
+                    conn.send_control(ping)
                 except WebSocketError:
                     return None  # closing or closed: nothing more to do
             if deadline.expired:

@@ -371,6 +371,8 @@ class Protocol:
             if message is not None:
                 self.messages.append(message)
             return
+        if opcode == OP_PONG and self.on_pong is not None:
+            self.on_pong(frame.payload)  # type: ignore[arg-type]
         if opcode == OP_PING:
             if not self.close_sent:
                 self.outgoing.append(
@@ -378,8 +380,6 @@ class Protocol:
                 )
         elif opcode == OP_CLOSE:
             self._on_close(frame.payload)  # type: ignore[arg-type]
-        elif self.on_pong is not None:  # a pong: reserved opcodes never get here
-            self.on_pong(frame.payload)  # type: ignore[arg-type]
         if self.fragments:
             self.messages.append(frame)
 
