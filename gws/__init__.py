@@ -14,6 +14,7 @@ and a Pythonic face: ``with gws.open(url) as ws: ws.send("hi"); ws.recv()``.
 
 from .client import CONNECT_OPTIONS, Response, WebSocket, connect
 from .client import open as open  # noqa: A004 - gws.open, kept out of __all__
+from .connection import Pong
 from .errors import (
     AbnormalClosure,
     CloseTimeout,
@@ -24,6 +25,7 @@ from .errors import (
     InvalidURL,
     MessageTooBig,
     OpenTimeout,
+    PongTimeout,
     ProtocolError,
     ReceiveTimeout,
     WebSocketError,
@@ -41,6 +43,7 @@ from .frames import (
 from .io import Reader, Writer, socket_io, wrap_io
 from .protocol import State
 from .proxy import ProxyError
+from .reconnect import Reconnecting, reconnecting, should_retry
 from .redirects import RedirectError
 from .server import Request, Server, accept, echo, serve
 from .url import Url, parse_url
@@ -71,10 +74,13 @@ __all__ = [
     "OP_PONG",
     "OP_TEXT",
     "OpenTimeout",
+    "Pong",
+    "PongTimeout",
     "ProtocolError",
     "ProxyError",
     "Reader",
     "ReceiveTimeout",
+    "Reconnecting",
     "RedirectError",
     "Request",
     "Response",
@@ -90,7 +96,9 @@ __all__ = [
     "echo",
     "parseUrl",
     "parse_url",
+    "reconnecting",
     "serve",
+    "should_retry",
     "socket_io",
     "wrapIo",
     "wrap_io",

@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Sequen
 import gevent
 import gevent.socket as gsocket
 
-from .connection import Connection, MessageLike
+from .connection import Connection, MessageLike, Pong
 from .deflate import PerMessageDeflate, accept_response, make_offer
 from .dial import SOCKET_OPTIONS, open_stream
 from .errors import (
@@ -418,6 +418,16 @@ class WebSocket:
     def close_reason(self) -> Optional[str]:
         return self._conn.close_reason
 
+    @property
+    def close_description(self) -> Optional[str]:
+        """Who closed and why ("peer closed with 1001 (going away)"); None while open."""
+        return self._conn.close_description
+
+    @property
+    def latency(self) -> Optional[float]:
+        """The last measured ping round trip in ms (heartbeat pings too), or None."""
+        return self._conn.latency
+
     def _closed_error(self) -> ConnectionClosed:
         return self._conn.closed_error()
 
@@ -445,12 +455,24 @@ class WebSocket:
             raise self._closed_error() from self._conn.exception
         return msg
 
-    def ping(self, payload: Union[bytes, str] = b"") -> None:
-        """Send a ping; the peer's pong is consumed by the reader."""
+    def ping(
+        self,
+        payload: Union[bytes, str] = b"",
+        *,
+        wait: bool = False,
+        timeout: Optional[float] = None,
+    ) -> Pong:
+        """Send a ping; return its :class:`~gws.Pong`, whose ``wait()``
+        returns the round trip in ms. ``wait=True`` waits here (at most
+        ``timeout`` ms: :class:`~gws.PongTimeout`), ``.latency`` is then set.
+        """
         try:
-            self._conn.ping(payload)
+            pong = self._conn.ping(payload)
         except InvalidState as exc:
             raise self._closed_error() from exc
+        if wait:
+            pong.wait(timeout)
+        return pong
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection (waits at most ``close_timeout``); idempotent.

@@ -14,14 +14,18 @@ and blocking ``read``/``send``/``close`` that are safe to interrupt.
   an open fragmented message) had already moved on.
 - Once closing starts, a loop timer closes the transport after
   ``close_timeout`` whatever any greenlet is doing, so a close never hangs.
+- Pings can be waited for (:class:`Pong`); each pong that answers one sets
+  ``latency``. Pongs reach us through the protocol's ``on_pong`` hook, so
+  data frames pay nothing for it.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Iterable, Mapping
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 import gevent
 from gevent.event import Event
@@ -33,10 +37,12 @@ from .errors import (
     CloseTimeout,
     ConnectionClosed,
     InvalidState,
+    PongTimeout,
     ProtocolError,
     ReceiveTimeout,
     WebSocketError,
     WrongThread,
+    close_code_name,
     describe,
 )
 from .frames import (
@@ -56,12 +62,14 @@ if TYPE_CHECKING:
     from gevent._types import _TimerWatcher
     from greenlet import greenlet
 
-__all__ = ["Connection", "MessageLike", "to_message"]
+__all__ = ["Connection", "MessageLike", "Pong", "to_message"]
 
 log = logging.getLogger("gws")
 
 _get_ident = get_original("_thread", "get_ident")
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+_MAX_PINGS = 64  # unanswered pings remembered per connection; older ones are forgotten
+_ping_ids = struct.Struct("!I")
 
 # What send()/write() take: one message, or an iterable of str (or of bytes)
 # sent as one fragmented message; None is write()'s close.
@@ -105,6 +113,10 @@ class Connection:
         "_handwritten",
         "_thread",
         "_close_timer",
+        "_initiator",
+        "_pings",
+        "_ping_count",
+        "latency",
         "__weakref__",
     )
 
@@ -137,6 +149,11 @@ class Connection:
         self._handwritten = False  # a hand-written fragmented message holds _message_lock
         self._thread = _get_ident()
         self._close_timer: Optional[_TimerWatcher] = None
+        self._initiator: Optional[str] = None  # "local" once close() sent the first close frame
+        self._pings: List[Pong] = []  # unanswered pings, oldest first
+        self._ping_count = 0
+        self.latency: Optional[float] = None  # ms, the last ping's round trip
+        protocol.on_pong = self._pong_received
         if initial:
             protocol.buffer(initial)  # parsed by the first read, which sends what it owes
 
@@ -166,11 +183,68 @@ class Connection:
     @property
     def error(self) -> Optional[str]:
         """``exception`` as the seed face's string; from another thread, why
-        that thread cannot use this connection."""
+        that thread cannot use this connection. After a clean close: None,
+        unless the peer closed with a code of RFC 6455's own other than 1000
+        ("peer closed with 1001 (going away)")."""
         if _get_ident() != self._thread:
             return str(self._wrong_thread())
+        return self.error_text()
+
+    def error_text(self) -> Optional[str]:
+        """``error`` whichever thread asks (thread mode's callers)."""
         exc = self.protocol.exception
-        return None if exc is None else describe(exc)
+        if exc is not None:
+            return describe(exc)
+        proto = self.protocol
+        code = proto.close_code
+        if (
+            code is not None
+            and 1000 < code < 3000
+            and code != 1005
+            and self.close_initiator == "peer"
+        ):
+            return self.close_description
+        return None
+
+    @property
+    def close_initiator(self) -> Optional[str]:
+        """Who closed: ``"peer"`` (its close frame came first), ``"local"``
+        (this side closed or failed the connection), or None (open, or
+        dropped without a close handshake)."""
+        if self._initiator is not None:
+            return self._initiator
+        proto = self.protocol
+        if proto.failed:
+            return "local"
+        if proto.close_received:
+            return "peer"
+        return None
+
+    @property
+    def close_description(self) -> Optional[str]:
+        """Who closed and why, once closing: "peer closed with 1001 (going
+        away)", "closed with 1000 (normal closure)", "failed the connection
+        with 1002 (protocol error): ...", "connection dropped (1006, abnormal
+        closure): heartbeat timeout". None while open."""
+        proto = self.protocol
+        code = proto.close_code
+        if code is None:
+            return None
+        name = close_code_name(code)
+        initiator = self.close_initiator
+        if initiator == "peer":
+            text = f"peer closed with {code} ({name})"
+        elif initiator == "local":
+            verb = "failed the connection" if proto.failed else "closed"
+            text = f"{verb} with {code} ({name})"
+        else:
+            text = f"connection dropped ({code}, {name})"
+        if proto.close_reason:
+            text += f": {proto.close_reason!r}"
+        exc = proto.exception
+        if exc is not None:
+            text += f": {describe(exc)}"
+        return text
 
     @property
     def heartbeat_active(self) -> bool:
@@ -179,7 +253,9 @@ class Connection:
     def closed_error(self) -> ConnectionClosed:
         """The :class:`ConnectionClosed` that tells how this connection ended."""
         proto = self.protocol
-        return ConnectionClosed(proto.close_code, proto.close_reason or "", self.error)
+        return ConnectionClosed(
+            proto.close_code, proto.close_reason or "", self.error_text(), self.close_initiator
+        )
 
     def _wrong_thread(self) -> WrongThread:
         return WrongThread(
@@ -337,15 +413,79 @@ class Connection:
         else:
             self._send_frame(frame)
 
-    def send_control(self, frame: Message) -> None:
-        """Send a ping or pong frame (between other messages' fragments if need be)."""
+    def send_control(self, frame: Message) -> Optional[Pong]:
+        """Send a ping or pong frame (between other messages' fragments if
+        need be); for a ping, return its :class:`Pong` (the heartbeat's
+        pings too, so their pongs set ``latency``)."""
         if _get_ident() != self._thread:
             raise self._wrong_thread()
-        with self.write_lock:
-            self._emit(self.protocol.send(frame))
+        if frame.opcode != OP_PING:
+            with self.write_lock:
+                self._emit(self.protocol.send(frame))
+            return None
+        pong = Pong(self, frame.payload)  # type: ignore[arg-type]
+        pings = self._pings
+        pings.append(pong)  # first: a reader may see the pong while the ping is written
+        try:
+            with self.write_lock:
+                self._emit(self.protocol.send(frame))
+        except BaseException:
+            if pong in pings:
+                pings.remove(pong)
+            raise
+        if len(pings) > _MAX_PINGS:
+            pings.pop(0)._event.set()  # forgotten: its wait() ends with PongTimeout
+        return pong
 
-    def ping(self, payload: Union[bytes, str] = b"") -> None:
-        self.send_control(to_message({"opcode": OP_PING, "payload": payload}))
+    def ping(self, payload: Union[bytes, str] = b"") -> Pong:
+        """Send a ping; return its :class:`Pong` to wait for. Without a
+        ``payload`` gws numbers the ping (4 bytes), so each has its own pong."""
+        if not payload:
+            self._ping_count += 1
+            payload = _ping_ids.pack(self._ping_count & 0xFFFFFFFF)
+        pong = self.send_control(to_message({"opcode": OP_PING, "payload": payload}))
+        assert pong is not None
+        return pong
+
+    def _pong_received(self, payload: bytes) -> None:
+        """A pong answers the ping with its payload, and every older one
+        (RFC 6455 5.5.3: a peer may answer only the latest)."""
+        pings = self._pings
+        for i, pong in enumerate(pings):
+            if pong.payload == payload:
+                now = monotonic()
+                for answered in pings[: i + 1]:
+                    answered.latency = (now - answered.sent) * 1000.0
+                    answered._event.set()
+                del pings[: i + 1]
+                self.latency = pong.latency
+                return
+
+    def wait_pong(self, pong: Pong, timeout: Optional[float]) -> float:
+        """Wait (at most ``timeout`` s) for ``pong``; read for it when no
+        one else is reading (messages read meanwhile wait for ``read()``)."""
+        if _get_ident() != self._thread:
+            raise self._wrong_thread()
+        event = pong._event
+        lock = self.read_lock
+        proto = self.protocol
+        with Deadline(timeout) as deadline:
+            while not event.is_set() and proto.state is not CLOSED:
+                if lock.acquire(blocking=False):
+                    try:
+                        if not event.is_set() and proto.state is not CLOSED:
+                            self._receive_once()
+                    finally:
+                        lock.release()
+                else:  # someone else reads: the pong or the end of their read
+                    gevent.wait([event, lock], count=1)
+        if pong.latency is not None:
+            return pong.latency
+        if deadline.expired or proto.state is not CLOSED:
+            raise PongTimeout(
+                "no pong within the time given" if deadline.expired else "ping forgotten"
+            )
+        raise self.closed_error()
 
     def _send_frame(self, frame: Message) -> None:
         """Send a whole message (or control frame), waiting while another
@@ -492,6 +632,7 @@ class Connection:
             raise InvalidState("connection is already closed")
         if not proto.close_sent:
             proto.start_close(code, reason)
+            self._initiator = "local"
         self._settle()
         self._wait_closed()
 
@@ -558,12 +699,47 @@ class Connection:
         heartbeat = self.heartbeat
         if heartbeat is not None:
             heartbeat.stop()
+        pings = self._pings
+        while pings:  # their wait() ends with ConnectionClosed
+            pings.pop()._event.set()
         self._end_handwritten()  # wake writers waiting for an unfinished message
         try:
             self.raw_write(None)
         except Exception as exc:  # noqa: BLE001 - the stream is gone either way
             log.debug("error while closing the stream: %s", exc)
         self.closed.set()
+
+
+class Pong:
+    """The answer to one ping. ``wait(timeout=None)`` (ms) blocks until the
+    pong arrives and returns the round trip in ms (also ``latency``); it
+    raises :class:`~gws.PongTimeout` when ``timeout`` passes first and
+    :class:`~gws.ConnectionClosed` when the connection closes first.
+    ``done()`` says whether the pong arrived."""
+
+    __slots__ = ("connection", "payload", "sent", "latency", "hub", "_event")
+
+    def __init__(self, connection: Connection, payload: bytes) -> None:
+        self.connection = connection
+        self.payload = payload
+        self.sent = monotonic()
+        self.latency: Optional[float] = None
+        self.hub: Any = None  # thread mode: the gws.threaded.HubThread wait() goes through
+        self._event = Event()
+
+    def done(self) -> bool:
+        return self.latency is not None
+
+    def wait(self, timeout: Optional[float] = None) -> float:
+        seconds = None if timeout is None else timeout / 1000.0
+        if self.hub is not None:
+            latency: float = self.hub.call(self.connection.wait_pong, self, seconds)
+            return latency
+        return self.connection.wait_pong(self, seconds)
+
+    def __repr__(self) -> str:
+        state = "waiting" if self.latency is None else f"{self.latency:.3f} ms"
+        return f"<gws.Pong {self.payload!r} {state}>"
 
 
 def _fragment_kind(item: Any) -> int:

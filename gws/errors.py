@@ -6,7 +6,7 @@ or protocol trouble: it turns them into error strings.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 __all__ = [
     "WebSocketError",
@@ -19,11 +19,48 @@ __all__ = [
     "ReceiveTimeout",
     "HeartbeatTimeout",
     "CloseTimeout",
+    "PongTimeout",
     "AbnormalClosure",
     "InvalidState",
     "WrongThread",
     "describe",
+    "CLOSE_CODE_NAMES",
+    "close_code_name",
 ]
+
+#: What each close code defined by RFC 6455 (7.4.1) and IANA means.
+CLOSE_CODE_NAMES: Dict[int, str] = {
+    1000: "normal closure",
+    1001: "going away",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1005: "no status received",
+    1006: "abnormal closure",
+    1007: "invalid payload data",
+    1008: "policy violation",
+    1009: "message too big",
+    1010: "mandatory extension",
+    1011: "internal error",
+    1012: "service restart",
+    1013: "try again later",
+    1014: "bad gateway",
+    1015: "TLS handshake failure",
+}
+
+
+def close_code_name(code: Optional[int]) -> str:
+    """What close ``code`` means: "going away" for 1001, "private use" for
+    4000-4999, "registered" for 3000-3999."""
+    if code is None:
+        return "no close code"
+    name = CLOSE_CODE_NAMES.get(code)
+    if name is not None:
+        return name
+    if 3000 <= code < 4000:
+        return "registered"
+    if 4000 <= code < 5000:
+        return "private use"
+    return "unknown code"
 
 
 class WebSocketError(Exception):
@@ -59,18 +96,31 @@ class ConnectionClosed(WebSocketError):
     """The connection is closed; ``code`` and ``reason`` come from the close frame.
 
     ``code`` is 1006 when the connection dropped without a close frame.
+    ``initiator`` says who closed: ``"peer"`` (its close frame came first),
+    ``"local"`` (this side closed or failed the connection), or None
+    (dropped without a close handshake).
     """
 
-    def __init__(self, code: Optional[int], reason: str = "", error: Optional[str] = None) -> None:
-        detail = f"connection closed: code {code}"
+    def __init__(
+        self,
+        code: Optional[int],
+        reason: str = "",
+        error: Optional[str] = None,
+        initiator: Optional[str] = None,
+    ) -> None:
+        who = {"peer": " by the peer", "local": " by this side"}.get(initiator or "", "")
+        detail = f"connection closed{who}: code {code}"
+        if code is not None:
+            detail += f" ({close_code_name(code)})"
         if reason:
             detail += f", reason {reason!r}"
-        if error:
+        if error and not error.startswith("peer closed with"):
             detail += f" ({error})"
         super().__init__(detail)
         self.code = code
         self.reason = reason
         self.error = error
+        self.initiator = initiator
 
 
 class ProtocolError(WebSocketError):
@@ -107,6 +157,11 @@ class HeartbeatTimeout(WebSocketError, TimeoutError):
 class CloseTimeout(WebSocketError, TimeoutError):
     """The peer did not finish the close handshake within ``close_timeout``;
     the connection was dropped (close code 1006)."""
+
+
+class PongTimeout(WebSocketError, TimeoutError):
+    """No pong answered a ping within the time given to ``Pong.wait()``;
+    the connection stays open."""
 
 
 class AbnormalClosure(WebSocketError, ConnectionError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import codecs
 import enum
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Union
 
 from .deflate import PerMessageDeflate
 from .errors import (
@@ -238,6 +238,7 @@ class Protocol:
         "assembler",
         "_out_opcode",
         "_out_compressing",
+        "on_pong",
     )
 
     def __init__(
@@ -273,6 +274,8 @@ class Protocol:
         self.assembler = Assembler(max_size, deflate)
         self._out_opcode: Optional[int] = None  # the open outgoing fragmented message
         self._out_compressing = False
+        #: Called with each pong's payload (the I/O layer matches it to its pings).
+        self.on_pong: Optional[Callable[[bytes], None]] = None
 
     # -- receiving -------------------------------------------------------------
 
@@ -373,6 +376,8 @@ class Protocol:
             if message is not None:
                 self.messages.append(message)
             return
+        if opcode == OP_PONG and self.on_pong is not None:
+            self.on_pong(frame.payload)  # type: ignore[arg-type]
         if opcode == OP_PING:
             if not self.close_sent:
                 self.outgoing.append(

@@ -33,6 +33,7 @@ too, as in websockets' threading client).
 from __future__ import annotations
 
 import collections
+import os
 from typing import (
     Any,
     Callable,
@@ -54,8 +55,8 @@ from gevent.monkey import get_original, is_module_patched
 
 from .client import Response, WebSocket, _establish
 from .client import connect as _connect
-from .connection import Connection, MessageLike
-from .errors import ConnectionClosed, ReceiveTimeout, describe
+from .connection import Connection, MessageLike, Pong
+from .errors import ReceiveTimeout
 from .frames import Message
 from .io import Reader, Writer, WriteResult
 
@@ -123,6 +124,7 @@ class HubThread:
         ready = _allocate_lock()
         ready.acquire()
         self.ident: int = 0
+        self.pid = os.getpid()
         self._loop: Any = None
         self._hub: Any = None
         self._ready = ready
@@ -201,7 +203,7 @@ class HubThread:
             job.state = 2
             task = job.task
             if task is not None and not task.dead:
-                gevent.kill(task)
+                task.throw(greenlet.GreenletExit)  # runs there at once; we are the hub
         elif job.state == 1 and job.error is None and job.undo is not None:
             job.state = 2
             job.undo(job.value)  # finished just as the caller gave up: give it back
@@ -211,14 +213,27 @@ _hub: Optional[HubThread] = None
 _hub_lock = _allocate_lock()
 
 
+def _forget_hub() -> None:
+    # In a child after fork(): the hub thread was not copied, nor may a lock
+    # held by another thread at the fork ever be released.
+    global _hub, _hub_lock
+    _hub = None
+    _hub_lock = _allocate_lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_hub)
+
+
 def hub_thread() -> HubThread:
-    """The process's gws hub thread, started on first use."""
+    """The process's gws hub thread, started on first use (and again in a
+    child process after ``fork()``, which copies no threads)."""
     global _hub
     hub = _hub
-    if hub is None:
+    if hub is None or hub.pid != os.getpid():
         with _hub_lock:
             hub = _hub
-            if hub is None:
+            if hub is None or hub.pid != os.getpid():
                 hub = _hub = HubThread()
     return hub
 
@@ -292,8 +307,7 @@ class _Inbox:
 
 
 def _error(conn: Connection) -> Optional[str]:
-    exc = conn.exception
-    return None if exc is None else describe(exc)
+    return conn.error_text()
 
 
 class ThreadReader(Reader):
@@ -380,12 +394,16 @@ class ThreadWebSocket(WebSocket):
             raise self._closed_error() from self._conn.exception
         return msg
 
-    def _closed_error(self) -> ConnectionClosed:
-        conn = self._conn
-        return ConnectionClosed(conn.close_code, conn.close_reason or "", _error(conn))
-
-    def ping(self, payload: Union[bytes, str] = b"") -> None:
-        self._hub.call(WebSocket.ping, self, payload)
+    def ping(
+        self,
+        payload: Union[bytes, str] = b"",
+        *,
+        wait: bool = False,
+        timeout: Optional[float] = None,
+    ) -> Pong:
+        pong: Pong = self._hub.call(_ping, self, payload, wait, timeout)
+        pong.hub = self._hub
+        return pong
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self._hub.call(WebSocket.close, self, code, reason)
@@ -398,6 +416,10 @@ class ThreadWebSocket(WebSocket):
 
     def __repr__(self) -> str:
         return "<gws.WebSocket (thread mode)" + super().__repr__()[len("<gws.WebSocket") :]
+
+
+def _ping(ws: ThreadWebSocket, payload: Union[bytes, str], wait: bool, timeout: Any) -> Pong:
+    return WebSocket.ping(ws, payload, wait=wait, timeout=timeout)
 
 
 def _wrap(

@@ -38,3 +38,22 @@ def test_quick_benchmark_runs_and_reports_every_gws_workload(tmp_path: Path) -> 
             assert row["status"] == "ok", (key, row)
     table = (tmp_path / "results.md").read_text()
     assert "| gws |" in table and "Targets for gws" in table
+
+
+@pytest.mark.timeout(300)
+def test_quick_thread_mode_benchmark_reports_every_mode(tmp_path: Path) -> None:
+    out = tmp_path / "thread_mode.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "thread_mode.py"), "--quick", "--n", "50"]
+        + ["--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["quick"] is True
+    assert set(data["median_us"]) == {"greenlet", "thread", "thread-coop", "websocket-client"}
+    assert all(value > 0 for value in data["median_us"].values())
+    assert "vs greenlet" in proc.stdout and "thread mode / websocket-client" in proc.stdout

@@ -8,6 +8,7 @@ fresh interpreter with and without ``gevent.monkey.patch_all()``.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -243,3 +244,47 @@ def test_thread_mode_in_a_subprocess(mode: str) -> None:
     )
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert proc.stdout.strip().endswith(f"OK {mode}"), proc.stdout + proc.stderr
+
+
+def test_a_forked_child_gets_a_hub_thread_of_its_own() -> None:
+    """fork() copies no thread: thread mode in the child must start its own
+    hub thread rather than wait forever on the parent's."""
+    parent = hub_thread()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        code = 1
+        try:
+            hub = hub_thread()
+            if hub is not parent and hub.call(lambda: 42) == 42:
+                code = 0
+        finally:
+            os._exit(code)
+    done = status = 0
+    try:
+        with gevent.Timeout(30):
+            while not done:  # the child runs no gevent: poll its exit status
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if not done:
+                    gevent.sleep(0.02)
+    finally:
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_thread_mode_says_who_closed(make_server, leak_free) -> None:
+    def handler(request, read, write):
+        write.close(1001, "restarting")
+
+    server = make_server(handler)
+    with leak_free():
+        res, read, write = gws.connect(port=server.port, thread=True)
+        assert res, read
+        assert run_threads(read) == [None]
+        assert read.error == "peer closed with 1001 (going away): 'restarting'"
+        ws = gws.open(port=server.port, thread=True)
+        with pytest.raises(gws.ConnectionClosed) as info:
+            ws.recv()
+        assert info.value.initiator == "peer" and info.value.code == 1001
+        assert ws.close_description == "peer closed with 1001 (going away): 'restarting'"
