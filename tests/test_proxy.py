@@ -221,6 +221,42 @@ def test_ws_through_https_proxy(pproxy, echo_server, tls_cert, tmp_path, tls_ca_
     round_trip(*gws.connect(url, proxy=proxy.url("https")), via_port=proxy.port)
 
 
+@pytest.fixture
+def https_pproxy(pproxy, tls_cert, tmp_path, tls_ca_file, monkeypatch):
+    """pproxy listening with TLS (its certificate from the trustme CA, which
+    SSL_CERT_FILE makes the default trust)."""
+    cert, key = tmp_path / "proxy.pem", tmp_path / "proxy.key"
+    tls_cert.cert_chain_pems[0].write_to_path(str(cert))
+    tls_cert.private_key_pem.write_to_path(str(key))
+    monkeypatch.setenv("SSL_CERT_FILE", tls_ca_file)
+    return pproxy("http+ssl", ssl_files=f"{cert},{key}")
+
+
+def test_wss_through_https_proxy_is_tls_inside_tls(https_pproxy, make_server, tls_ca):
+    # the server's certificate comes from another CA: trusted only through tls={"ca": ...}
+    server_ca = type(tls_ca)()
+    ctx = gevent.ssl.SSLContext(gevent.ssl.PROTOCOL_TLS_SERVER)
+    server_ca.issue_cert("localhost").configure_cert(ctx)
+    server = make_server(gws.echo, ssl_context=ctx)
+    url = f"wss://localhost:{server.port}/"
+    pem = server_ca.cert_pem.bytes().decode()
+    res, read, write = gws.connect(url, proxy=https_pproxy.url("https"), tls={"ca": pem})
+    assert res, read
+    assert res.socket.version().startswith("TLS")
+    assert res.socket.getpeercert()["subjectAltName"] == (("DNS", "localhost"),)
+    big = "x" * (1 << 20)  # more than one TLS record each way, through both layers
+    write(big)
+    assert read().payload == big
+    round_trip(res, read, write, via_port=https_pproxy.port)
+    # the end-to-end check: the proxy's CA alone does not make the server trusted
+    res, err, _ = gws.connect(url, proxy=https_pproxy.url("https"))
+    assert res is None and "TLS certificate verification failed" in err
+    res, err, _ = gws.connect(
+        url, proxy=https_pproxy.url("https"), tls={"ca": pem, "server_name": "other.example"}
+    )
+    assert res is None and "TLS" in err
+
+
 # -- SOCKS through pproxy ------------------------------------------------------------------
 
 
