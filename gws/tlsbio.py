@@ -86,7 +86,10 @@ class TLSOverSocket:
                 # a caller's shared buffer is filled last.
                 return int(self._tls.read(size, buffer))
             except ssl.SSLWantReadError:
-                self._flush()  # what reading produced (a key update's reply)
+                if self._outgoing.pending:  # what reading produced (a key update's reply)
+                    # (only then: a writer blocked on a full socket holds the
+                    # lock, and the peer may be waiting for this read)
+                    self._flush()
                 self._fill()
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 return 0  # close_notify, or a ragged end (as suppress_ragged_eofs)

@@ -257,6 +257,32 @@ def test_wss_through_https_proxy_is_tls_inside_tls(https_pproxy, make_server, tl
     assert res is None and "TLS" in err
 
 
+def test_tls_inside_tls_full_duplex(https_pproxy, make_server, tls_server_context, tls_ca_file):
+    """Both ends write 4 MiB before reading, through two TLS layers: the
+    client reads while its own writer is mid-message."""
+    big = b"s" * (4 << 20)
+
+    def talker(_request, read, write):
+        write(big)  # before reading anything
+        msg = read()
+        write(msg.payload[:16])
+        read()
+
+    server = make_server(talker, ssl_context=tls_server_context)
+    with gevent.Timeout(60):
+        ws = gws.open(
+            f"wss://localhost:{server.port}/",
+            proxy=https_pproxy.url("https"),
+            tls={"ca": tls_ca_file},
+            compression=None,
+        )
+        sender = gevent.spawn(ws.send, b"c" * (4 << 20))
+        assert ws.recv().payload == big
+        assert ws.recv().payload == b"c" * 16
+        sender.get()
+        ws.close()
+
+
 # -- SOCKS through pproxy ------------------------------------------------------------------
 
 
