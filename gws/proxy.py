@@ -221,6 +221,7 @@ def open_tunnel(
     caller's socket options); ``proxy_context()`` gives the SSL context for
     an ``https://`` proxy. Raises :class:`ProxyError`.
     """
+    handshake = _http_connect if proxy.scheme in ("http", "https") else _socks_handshake()
     try:
         sock = dial(proxy.host, proxy.port)
     except OSError as exc:
@@ -237,10 +238,7 @@ def open_tunnel(
                 sock = wrap_tls(sock, proxy_context(), server_hostname=proxy.host)
             except ssl.SSLError as exc:
                 raise ProxyError(f"TLS to proxy {proxy.label} failed: {exc}") from None
-        if proxy.scheme in ("http", "https"):
-            _http_connect(sock, proxy, host, port)
-        else:
-            _socks(sock, proxy, host, port)
+        handshake(sock, proxy, host, port)
     except BaseException:
         sock.close()
         raise
@@ -248,25 +246,28 @@ def open_tunnel(
     return sock
 
 
-def _socks(sock: gsocket.socket, proxy: Proxy, host: str, port: int) -> None:
+def _socks_handshake() -> Callable[[gsocket.socket, Proxy, str, int], None]:
+    """The SOCKS handshake, or a ProxyError (before any socket is opened)
+    when python-socks is missing."""
     try:
         from .socks import SocksRefused, socks_handshake
     except ImportError:
         raise ProxyError(
-            f"{proxy.scheme}:// proxies need python-socks 2.4 or later"
-            " (pip install 'gws-client[socks]')"
+            "socks:// proxies need python-socks 2.4 or later (pip install 'gws-client[socks]')"
         ) from None
-    version = proxy.scheme[:6]
-    remote_dns = proxy.scheme in ("socks4a", "socks5h")
-    try:
-        socks_handshake(sock, version, remote_dns, proxy.username, proxy.password, host, port)
-    except SocksRefused as exc:
-        raise ProxyError(
-            f"SOCKS proxy {proxy.label} refused the tunnel to {host}:{port}: {exc}"
-        ) from None
-    except OSError as exc:
-        if isinstance(exc, gsocket.gaierror):
+
+    def handshake(sock: gsocket.socket, proxy: Proxy, host: str, port: int) -> None:
+        version = proxy.scheme[:6]
+        remote_dns = proxy.scheme in ("socks4a", "socks5h")
+        try:
+            socks_handshake(sock, version, remote_dns, proxy.username, proxy.password, host, port)
+        except SocksRefused as exc:
+            raise ProxyError(
+                f"SOCKS proxy {proxy.label} refused the tunnel to {host}:{port}: {exc}"
+            ) from None
+        except gsocket.gaierror as exc:
             raise ProxyError(
                 f"DNS lookup of {host} failed (for proxy {proxy.label}): {exc}"
             ) from None
-        raise
+
+    return handshake

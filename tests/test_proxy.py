@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import logging
 import struct
+import sys
 
 import gevent
 import pytest
@@ -484,3 +485,12 @@ def test_unix_socket_ignores_the_environment(make_server, tmp_path, monkeypatch)
     path = str(tmp_path / "ws.sock")
     make_server(gws.echo, host=f"unix:{path}")
     round_trip(*gws.connect(path=path))
+
+
+def test_socks_without_python_socks_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gws.socks", None)  # as if python-socks were missing
+    res, err, _ = gws.connect("ws://127.0.0.1:1/", proxy="socks5://127.0.0.1:9")
+    assert res is None
+    assert (
+        err == "socks:// proxies need python-socks 2.4 or later (pip install 'gws-client[socks]')"
+    )
