@@ -122,12 +122,13 @@ def test_ws_through_http_proxy_with_auth(pproxy, echo_server):
 
 
 def test_wrong_proxy_password_is_a_407_naming_the_proxy_not_the_credentials(
-    pproxy, echo_server, caplog
+    pproxy, echo_server, caplog, no_leaks
 ):
     caplog.set_level(logging.DEBUG, logger="gws")
     proxy = pproxy("http", auth="alice:s3cr3t")
     url = f"ws://127.0.0.1:{echo_server}/"
-    res, err, write = gws.connect(url, proxy=proxy.url("http", "alice:wr0ng"))
+    with no_leaks():
+        res, err, write = gws.connect(url, proxy=proxy.url("http", "alice:wr0ng"))
     assert res is None and write is None
     assert f"http://127.0.0.1:{proxy.port}" in err
     assert "407" in err and "credentials were rejected" in err
@@ -233,7 +234,7 @@ def https_pproxy(pproxy, tls_cert, tmp_path, tls_ca_file, monkeypatch):
     return pproxy("http+ssl", ssl_files=f"{cert},{key}")
 
 
-def test_wss_through_https_proxy_is_tls_inside_tls(https_pproxy, make_server, tls_ca):
+def test_wss_through_https_proxy_is_tls_inside_tls(https_pproxy, make_server, tls_ca, no_leaks):
     # the server's certificate comes from another CA: trusted only through tls={"ca": ...}
     server_ca = type(tls_ca)()
     ctx = gevent.ssl.SSLContext(gevent.ssl.PROTOCOL_TLS_SERVER)
@@ -241,6 +242,12 @@ def test_wss_through_https_proxy_is_tls_inside_tls(https_pproxy, make_server, tl
     server = make_server(gws.echo, ssl_context=ctx)
     url = f"wss://localhost:{server.port}/"
     pem = server_ca.cert_pem.bytes().decode()
+    with no_leaks():
+        res, read, write = gws.connect(url, proxy=https_pproxy.url("https"), tls={"ca": pem})
+        assert res, read
+        round_trip(res, read, write)
+        res, err, _ = gws.connect(url, proxy=https_pproxy.url("https"))  # fails verification
+        assert res is None
     res, read, write = gws.connect(url, proxy=https_pproxy.url("https"), tls={"ca": pem})
     assert res, read
     assert res.socket.version().startswith("TLS")
@@ -288,14 +295,19 @@ def test_tls_inside_tls_full_duplex(https_pproxy, make_server, tls_server_contex
 
 
 @pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
-def test_ws_and_wss_through_socks5_with_auth(pproxy, echo_server, tls_echo, tls_ca_file, scheme):
+def test_ws_and_wss_through_socks5_with_auth(
+    pproxy, echo_server, tls_echo, tls_ca_file, scheme, no_leaks
+):
     proxy = pproxy("socks5", auth="alice:s3cr3t")
     via = proxy.url(scheme, "alice:s3cr3t")
-    round_trip(*gws.connect(f"ws://localhost:{echo_server}/", proxy=via), via_port=proxy.port)
-    round_trip(
-        *gws.connect(f"wss://localhost:{tls_echo.port}/", proxy=via, tls={"ca": tls_ca_file}),
-        via_port=proxy.port,
-    )
+    with no_leaks():
+        round_trip(*gws.connect(f"ws://localhost:{echo_server}/", proxy=via), via_port=proxy.port)
+        round_trip(
+            *gws.connect(f"wss://localhost:{tls_echo.port}/", proxy=via, tls={"ca": tls_ca_file}),
+            via_port=proxy.port,
+        )
+        res, err, _ = gws.connect(f"ws://localhost:{echo_server}/", proxy=proxy.url(scheme))
+        assert res is None and "refused" in err  # no credentials: the failure path leaks nothing
 
 
 def test_ws_and_wss_through_socks4_with_user_id(pproxy, echo_server, tls_echo, tls_ca_file):
