@@ -13,7 +13,7 @@ import sys
 import gevent
 import pytest
 from gevent.event import Event
-from helpers import PProxy, read_head
+from helpers import PProxy, read_head, recording_server
 
 import gws
 from gws.proxy import Proxy, choose_proxy, parse_proxy, proxy_from_environment
@@ -112,10 +112,20 @@ def test_ws_through_http_proxy(pproxy, echo_server, no_leaks):
         )
 
 
-def test_ws_through_http_proxy_with_auth(pproxy, echo_server):
+def test_ws_through_http_proxy_with_auth(pproxy, echo_server, make_server):
     proxy = pproxy("http", auth="alice:s3cr3t")
     url = f"ws://127.0.0.1:{echo_server}/"
     round_trip(*gws.connect(url, proxy=proxy.url("http", "alice:s3cr3t")), via_port=proxy.port)
+    # the proxy's credentials go to the proxy only, never to the server
+    server, seen = recording_server(make_server)
+    res, read, write = gws.connect(
+        f"ws://127.0.0.1:{server.port}/", proxy=proxy.url("http", "alice:s3cr3t")
+    )
+    write("x")
+    request, _ = seen.get(timeout=10)
+    assert request.header("Proxy-Authorization") is None
+    assert request.header("Authorization") is None
+    write.close()
     with gws.open(url, proxy=proxy.url("http", "alice:s3cr3t")) as ws:
         ws.send("pythonic")
         assert ws.recv().payload == "pythonic"
@@ -200,6 +210,15 @@ def test_http_proxy_that_hangs_up_or_talks_nonsense(make_server):
         read_head(sock)
         sock.sendall(b"SSH-2.0-OpenSSH\r\n\r\n")
         sock.close()
+
+    def too_eager(sock, _addr):
+        read_head(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n")
+        sock.close()
+
+    proxy = make_server.raw(too_eager)
+    res, err, _ = gws.connect("ws://h/", proxy=f"http://127.0.0.1:{proxy.port}")
+    assert res is None and "sent data before the tunnel was used" in err
 
     for handler in (hang_up, nonsense):
         proxy = make_server.raw(handler)
@@ -506,3 +525,15 @@ def test_socks_without_python_socks_is_a_clear_error(monkeypatch):
     assert (
         err == "socks:// proxies need python-socks 2.4 or later (pip install 'gws-client[socks]')"
     )
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+def test_timeout_at_a_silent_proxy_closes_everything(make_server, no_leaks, scheme):
+    with no_leaks():
+        proxy = make_server.raw(make_server.hold_open)  # accepts, never answers
+        with gevent.Timeout(10):
+            res, err, _ = gws.connect(
+                "ws://h/", proxy=f"{scheme}://127.0.0.1:{proxy.port}", timeout=300
+            )
+        assert res is None and err == "timed out after 300 ms while connecting"
+        make_server.stop_all()
