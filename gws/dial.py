@@ -178,6 +178,7 @@ def open_stream(
     port = port or (443 if tls else 80)
     proxy = choose_proxy(opts.get("proxy", FROM_ENV), name, port, tls)
     if proxy is not None:
+
         def dial(proxy_host: str, proxy_port: int) -> gsocket.socket:
             return tcp_connect(proxy_host, proxy_port, timeout, sockopts)
 
