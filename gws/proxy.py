@@ -47,6 +47,7 @@ _DEFAULT_PORTS = {
     "socks5h": 1080,
 }
 _MAX_CONNECT_REPLY = 16 * 1024
+SOCKS_REQUIREMENT = "python-socks>=3.0,<3.3"  # as socks.REQUIREMENT and setup.cfg
 
 
 class ProxyError(WebSocketError, ConnectionError):
@@ -107,6 +108,14 @@ def parse_proxy(url: str) -> Proxy:
         raise InvalidURL(f"a proxy URL has no path or query: {_hide(url)}")
     username = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
+    if scheme.startswith("socks") and not all(
+        value is None or (value.isascii() and len(value) < 256 and "\x00" not in value)
+        for value in (username, password)
+    ):
+        # RFC 1929 fields are 1-255 octets; python-socks sends them as ASCII
+        raise InvalidURL(
+            f"SOCKS credentials must be ASCII, at most 255 characters each: {_hide(url)}"
+        )
     return Proxy(
         scheme,
         ascii_host(parts.hostname),
@@ -117,10 +126,11 @@ def parse_proxy(url: str) -> Proxy:
 
 
 def _hide(url: str) -> str:
+    # Up to the last "@": a password may hold an unencoded "/", "?" or "#"
+    # (a proxy URL has no path that could hold an "@" of its own).
     scheme, sep, rest = url.partition("://")
-    at = rest.rfind("@", 0, min([i for i in (rest.find("/"), len(rest)) if i != -1]))
-    if at != -1:
-        rest = "***@" + rest[at + 1 :]
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
     return (scheme + sep + rest)[:200]
 
 
@@ -222,6 +232,10 @@ def open_tunnel(
     an ``https://`` proxy. Raises :class:`ProxyError`.
     """
     handshake = _http_connect if proxy.scheme in ("http", "https") else _socks_handshake()
+    if proxy.scheme == "socks4" and ":" in host:
+        raise ProxyError(
+            f"SOCKS4 proxy {proxy.label} cannot reach the IPv6 address {host}: use socks5://"
+        )
     try:
         sock = dial(proxy.host, proxy.port)
     except OSError as exc:
@@ -251,9 +265,9 @@ def _socks_handshake() -> Callable[[gsocket.socket, Proxy, str, int], None]:
     when python-socks is missing."""
     try:
         from .socks import SocksRefused, socks_handshake
-    except ImportError:
+    except ImportError as exc:
         raise ProxyError(
-            "socks:// proxies need python-socks 2.4 or later (pip install 'gws-client[socks]')"
+            f"socks:// proxies need {SOCKS_REQUIREMENT} (pip install 'gws-client[socks]'): {exc}"
         ) from None
 
     def handshake(sock: gsocket.socket, proxy: Proxy, host: str, port: int) -> None:

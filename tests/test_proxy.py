@@ -518,13 +518,79 @@ def test_unix_socket_ignores_the_environment(make_server, tmp_path, monkeypatch)
     round_trip(*gws.connect(path=path))
 
 
-def test_socks_without_python_socks_is_a_clear_error(monkeypatch):
+def test_socks_without_python_socks_is_a_clear_error(monkeypatch, fd_count):
     monkeypatch.setitem(sys.modules, "gws.socks", None)  # as if python-socks were missing
+    before = fd_count()
     res, err, _ = gws.connect("ws://127.0.0.1:1/", proxy="socks5://127.0.0.1:9")
     assert res is None
-    assert (
-        err == "socks:// proxies need python-socks 2.4 or later (pip install 'gws-client[socks]')"
+    assert err.startswith(
+        "socks:// proxies need python-socks>=3.0,<3.3 (pip install 'gws-client[socks]'): "
     )
+    assert fd_count() == before
+
+
+def test_socks_with_an_incompatible_python_socks_is_a_clear_error(monkeypatch, fd_count):
+    """python-socks 2.x named the stream methods write_all/read_exact: gws
+    drives its private connectors, so another shape is refused at import."""
+    from python_socks._abc import SyncSocketStream
+
+    monkeypatch.delattr(SyncSocketStream, "read_exactly")
+    monkeypatch.delitem(sys.modules, "gws.socks", raising=False)  # import it afresh
+    before = fd_count()
+    res, err, _ = gws.connect("ws://127.0.0.1:1/", proxy="socks5://127.0.0.1:9")
+    assert res is None
+    assert err == (
+        "socks:// proxies need python-socks>=3.0,<3.3 (pip install 'gws-client[socks]'):"
+        " this python-socks has another private stream interface"
+    )
+    assert fd_count() == before
+
+
+def test_python_socks_pin_matches_the_installed_version():
+    import python_socks
+
+    from gws import proxy, socks
+
+    assert socks.REQUIREMENT == proxy.SOCKS_REQUIREMENT == "python-socks>=3.0,<3.3"
+    major, minor = (int(part) for part in python_socks.__version__.split(".")[:2])
+    assert (3, 0) <= (major, minor) < (3, 3), python_socks.__version__
+
+
+def test_socks5_malformed_reply_is_a_clear_error(make_server, no_leaks):
+    def bad_bound_name(sock, _addr):
+        sock.recv(3)
+        sock.sendall(b"\x05\x00")
+        sock.recv(64)
+        # success, bound address a domain name that is not UTF-8
+        sock.sendall(b"\x05\x00\x00\x03\x02\xff\xfe\x00\x50")
+        sock.recv(1)  # until the client hangs up
+
+    proxy = make_server.raw(bad_bound_name)
+    with no_leaks():
+        res, err, _ = gws.connect("ws://127.0.0.1:9/", proxy=f"socks5://127.0.0.1:{proxy.port}")
+    assert res is None
+    assert err == (
+        f"SOCKS proxy socks5://127.0.0.1:{proxy.port} refused the tunnel to 127.0.0.1:9:"
+        " malformed reply"
+    )
+
+
+def test_socks_credentials_checked_before_any_socket(fd_count):
+    before = fd_count()
+    for url in ("socks5://al\u00efce:s3cr3t@127.0.0.1:9", f"socks5://a:{'p' * 256}@127.0.0.1:9"):
+        res, err, _ = gws.connect("ws://127.0.0.1:1/", proxy=url)
+        assert res is None and "SOCKS credentials must be ASCII" in err
+        assert "s3cr3t" not in err and "ppp" not in err
+    res, err, _ = gws.connect("ws://[::1]:1/", proxy="socks4://127.0.0.1:9")
+    assert res is None and "cannot reach the IPv6 address ::1: use socks5://" in err
+    assert fd_count() == before
+
+
+def test_unencoded_delimiters_in_a_proxy_password_stay_hidden():
+    for password in ("pa/ss", "pa?ss", "pa#ss"):
+        res, err, _ = gws.connect("ws://127.0.0.1:1/", proxy=f"http://alice:{password}@h:1")
+        assert res is None and "invalid proxy URL" in err
+        assert "pa" not in err.replace("proxy", "") and "alice" not in err, err
 
 
 @pytest.mark.parametrize("scheme", ["http", "socks5"])
