@@ -7,6 +7,7 @@ face (errors are exceptions) returning a :class:`WebSocket`.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import ssl
 import sys
@@ -262,6 +263,7 @@ def _check_request_options(opts: Mapping[str, Any]) -> None:
             raise InvalidURL(f"option {name} must be a str (one line) or None")
 
 
+@functools.lru_cache(maxsize=1)
 def _default_user_agent() -> str:
     from . import __version__
 

@@ -178,11 +178,6 @@ def open_stream(
     port = port or (443 if tls else 80)
     proxy = choose_proxy(opts.get("proxy", FROM_ENV), name, port, tls)
     if proxy is not None:
-        if tls and proxy.scheme == "https":
-            raise InvalidURL(
-                f"wss:// through an https:// proxy ({proxy.label}) needs TLS inside TLS,"
-                " which gws does not do: use an http:// proxy (the tunnel is TLS end to end)"
-            )
 
         def dial(proxy_host: str, proxy_port: int) -> gsocket.socket:
             return tcp_connect(proxy_host, proxy_port, timeout, sockopts)

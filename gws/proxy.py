@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import ssl
 import urllib.request
 from typing import Any, Callable, NamedTuple, Optional
@@ -46,6 +47,7 @@ _DEFAULT_PORTS = {
     "socks5h": 1080,
 }
 _MAX_CONNECT_REPLY = 16 * 1024
+SOCKS_REQUIREMENT = "python-socks>=3.0,<3.3"  # as socks.REQUIREMENT and setup.cfg
 
 
 class ProxyError(WebSocketError, ConnectionError):
@@ -106,6 +108,14 @@ def parse_proxy(url: str) -> Proxy:
         raise InvalidURL(f"a proxy URL has no path or query: {_hide(url)}")
     username = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
+    if scheme.startswith("socks") and not all(
+        value is None or (value.isascii() and len(value) < 256 and "\x00" not in value)
+        for value in (username, password)
+    ):
+        # RFC 1929 fields are 1-255 octets; python-socks sends them as ASCII
+        raise InvalidURL(
+            f"SOCKS credentials must be ASCII, at most 255 characters each: {_hide(url)}"
+        )
     return Proxy(
         scheme,
         ascii_host(parts.hostname),
@@ -116,11 +126,26 @@ def parse_proxy(url: str) -> Proxy:
 
 
 def _hide(url: str) -> str:
+    # Up to the last "@": a password may hold an unencoded "/", "?" or "#"
+    # (a proxy URL has no path that could hold an "@" of its own).
     scheme, sep, rest = url.partition("://")
-    at = rest.rfind("@", 0, min([i for i in (rest.find("/"), len(rest)) if i != -1]))
-    if at != -1:
-        rest = "***@" + rest[at + 1 :]
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
     return (scheme + sep + rest)[:200]
+
+
+def _has_proxy_variables() -> bool:
+    """Whether any ``*_proxy`` variable (any case) is set. A shortcut for the
+    common case: ``getproxies_environment()`` decodes every variable, tens of
+    microseconds a connect; the raw keys are scanned in about one."""
+    raw = getattr(os.environ, "_data", None)
+    if not isinstance(raw, dict):  # pragma: no cover - not CPython's os.environ
+        return True
+    return any(key[-1:] in _Y and key[-6:].lower() in _SUFFIX for key in raw)
+
+
+_Y = (b"y", b"Y", "y", "Y")
+_SUFFIX = (b"_proxy", "_proxy")
 
 
 def proxy_from_environment(host: str, port: int, tls: bool) -> Optional[str]:
@@ -130,6 +155,8 @@ def proxy_from_environment(host: str, port: int, tls: bool) -> Optional[str]:
     them (lower case wins; ``HTTP_PROXY`` is ignored in a CGI request), and
     None when ``no_proxy`` matches the host (``urllib.request``'s rules:
     ``*``, names and domain suffixes, optional ``:port``)."""
+    if not _has_proxy_variables():
+        return None
     proxies = urllib.request.getproxies_environment()
     url = proxies.get("https" if tls else "http") or proxies.get("all")
     if not url:
@@ -204,6 +231,11 @@ def open_tunnel(
     caller's socket options); ``proxy_context()`` gives the SSL context for
     an ``https://`` proxy. Raises :class:`ProxyError`.
     """
+    handshake = _http_connect if proxy.scheme in ("http", "https") else _socks_handshake()
+    if proxy.scheme == "socks4" and ":" in host:
+        raise ProxyError(
+            f"SOCKS4 proxy {proxy.label} cannot reach the IPv6 address {host}: use socks5://"
+        )
     try:
         sock = dial(proxy.host, proxy.port)
     except OSError as exc:
@@ -220,10 +252,7 @@ def open_tunnel(
                 sock = wrap_tls(sock, proxy_context(), server_hostname=proxy.host)
             except ssl.SSLError as exc:
                 raise ProxyError(f"TLS to proxy {proxy.label} failed: {exc}") from None
-        if proxy.scheme in ("http", "https"):
-            _http_connect(sock, proxy, host, port)
-        else:
-            _socks(sock, proxy, host, port)
+        handshake(sock, proxy, host, port)
     except BaseException:
         sock.close()
         raise
@@ -231,25 +260,28 @@ def open_tunnel(
     return sock
 
 
-def _socks(sock: gsocket.socket, proxy: Proxy, host: str, port: int) -> None:
+def _socks_handshake() -> Callable[[gsocket.socket, Proxy, str, int], None]:
+    """The SOCKS handshake, or a ProxyError (before any socket is opened)
+    when python-socks is missing."""
     try:
         from .socks import SocksRefused, socks_handshake
-    except ImportError:
+    except ImportError as exc:
         raise ProxyError(
-            f"{proxy.scheme}:// proxies need python-socks 2.4 or later"
-            " (pip install 'gws-client[socks]')"
+            f"socks:// proxies need {SOCKS_REQUIREMENT} (pip install 'gws-client[socks]'): {exc}"
         ) from None
-    version = proxy.scheme[:6]
-    remote_dns = proxy.scheme in ("socks4a", "socks5h")
-    try:
-        socks_handshake(sock, version, remote_dns, proxy.username, proxy.password, host, port)
-    except SocksRefused as exc:
-        raise ProxyError(
-            f"SOCKS proxy {proxy.label} refused the tunnel to {host}:{port}: {exc}"
-        ) from None
-    except OSError as exc:
-        if isinstance(exc, gsocket.gaierror):
+
+    def handshake(sock: gsocket.socket, proxy: Proxy, host: str, port: int) -> None:
+        version = proxy.scheme[:6]
+        remote_dns = proxy.scheme in ("socks4a", "socks5h")
+        try:
+            socks_handshake(sock, version, remote_dns, proxy.username, proxy.password, host, port)
+        except SocksRefused as exc:
+            raise ProxyError(
+                f"SOCKS proxy {proxy.label} refused the tunnel to {host}:{port}: {exc}"
+            ) from None
+        except gsocket.gaierror as exc:
             raise ProxyError(
                 f"DNS lookup of {host} failed (for proxy {proxy.label}): {exc}"
             ) from None
-        raise
+
+    return handshake

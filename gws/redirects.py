@@ -64,7 +64,8 @@ def _origin(opts: Mapping[str, Any]) -> Tuple[Any, ...]:
     tls = bool(opts.get("tls"))
     if opts.get("host") is None and opts.get("port") is None and opts.get("path") is not None:
         return ("unix", tls, opts.get("path"))
-    host = str(opts.get("host") or "127.0.0.1").lower()
+    default = "localhost" if opts.get("sock") is not None else "127.0.0.1"  # as dial.py
+    host = str(opts.get("host") or default).lower()
     return ("tcp", tls, host, opts.get("port") or (443 if tls else 80))
 
 

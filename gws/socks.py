@@ -7,6 +7,12 @@ it, the sync *connectors* (``python_socks._connectors``), which speak the
 protocol over a stream object and ask a resolver object for names: here a
 stream over the gevent socket and gevent's resolver, so every wait is
 cooperative. Imported only when a ``socks*://`` proxy is used.
+
+That layer is private, so gws pins the versions whose connectors it was
+checked against (:data:`REQUIREMENT`, the ``socks`` extra) and checks at
+import that the layer still has the shape it uses: anything else is an
+``ImportError`` saying so, which ``proxy.py`` turns into a clear
+:class:`~gws.proxy.ProxyError` before any socket is opened.
 """
 
 from __future__ import annotations
@@ -15,13 +21,23 @@ import socket as _stdsocket
 from typing import Tuple
 
 import gevent.socket as gsocket
-from python_socks import ProxyType
-from python_socks._abc import SyncResolver, SyncSocketStream
-from python_socks._connectors.factory_sync import create_connector
-from python_socks._errors import IncompleteReadError
-from python_socks._protocols.errors import ReplyError
 
-__all__ = ["socks_handshake", "SocksRefused"]
+REQUIREMENT = "python-socks>=3.0,<3.3"
+"""The python-socks versions whose private sync connectors gws drives
+(3.0 renamed the stream methods to ``write``/``read_exactly``)."""
+
+try:
+    from python_socks import ProxyType
+    from python_socks._abc import SyncResolver, SyncSocketStream
+    from python_socks._connectors.factory_sync import create_connector
+    from python_socks._errors import IncompleteReadError
+    from python_socks._protocols.errors import ReplyError
+except ImportError as exc:
+    raise ImportError(f"python-socks is missing or incompatible ({exc})") from None
+if not all(hasattr(SyncSocketStream, m) for m in ("write", "read_exactly")):
+    raise ImportError("this python-socks has another private stream interface")
+
+__all__ = ["socks_handshake", "SocksRefused", "REQUIREMENT"]
 
 _TYPES = {"socks4": ProxyType.SOCKS4, "socks5": ProxyType.SOCKS5}
 
@@ -94,3 +110,7 @@ def socks_handshake(
         connector.connect(stream=_GeventStream(sock), host=host, port=port)
     except (ReplyError, IncompleteReadError) as exc:
         raise SocksRefused(str(exc) or type(exc).__name__) from None
+    except (ValueError, AssertionError, RuntimeError):
+        # python-socks' parsers and state checks on a reply that makes no
+        # sense (an undecodable bound name, a method it did not offer...)
+        raise SocksRefused("malformed reply") from None

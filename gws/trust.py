@@ -3,10 +3,11 @@
 ``tls=True`` trusts certifi's bundle, plus ``SSL_CERT_FILE`` and
 ``SSL_CERT_DIR`` when they are set (what a TLS-inspecting corporate proxy
 with its own CA needs). ``{"ca": "system"}`` trusts the operating system's
-store instead: OpenSSL's default locations (which honour ``SSL_CERT_FILE``
-/ ``SSL_CERT_DIR`` too) and, on Windows, the system certificate store. A
-user's own ``ssl.SSLContext`` (``truststore.SSLContext`` on macOS, for
-example) is used as it is.
+store instead: on macOS and Windows through the ``truststore`` package when
+it is installed; otherwise OpenSSL's default locations (which honour
+``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` too) and, on Windows, the system
+certificate store. A user's own ``ssl.SSLContext``, a
+``truststore.SSLContext`` included, is used as it is.
 
 Loading certifi's bundle costs about 14 ms of CPU, during which no
 greenlet runs, so contexts are cached by their settings (the environment
@@ -19,6 +20,7 @@ import functools
 import logging
 import os
 import ssl
+import sys
 from typing import Any, Mapping, Optional, Tuple
 
 import gevent.ssl as gssl
@@ -69,6 +71,24 @@ def tls_context(tls: Any) -> Tuple[Optional[ssl.SSLContext], Optional[str]]:
     return ctx, tls.get("server_name")
 
 
+def _system_context() -> Optional[ssl.SSLContext]:
+    """A ``truststore.SSLContext`` on macOS and Windows when truststore is
+    installed (the Keychain / CryptoAPI verify, revocation included), else
+    None: elsewhere OpenSSL's default locations are the system store."""
+    if sys.platform not in ("darwin", "win32"):
+        return None
+    try:
+        import truststore  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return None
+    ctx: ssl.SSLContext = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return ctx
+
+
+def _is_truststore(ctx: ssl.SSLContext) -> bool:
+    return type(ctx).__module__.split(".")[0] == "truststore"
+
+
 def default_context() -> ssl.SSLContext:
     """The context ``tls=True`` uses now (for an ``https://`` proxy too)."""
     ctx, _ = tls_context(True)
@@ -87,11 +107,14 @@ def cached_context(
     """Build a client context (gevent's SSLContext: its wrap_socket makes
     cooperative sockets). ``env`` is (SSL_CERT_FILE, SSL_CERT_DIR) as read
     by the caller, part of the cache key."""
-    ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx = _system_context() if ca == SYSTEM else None
+    if ctx is None:
+        ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if ca == SYSTEM:
-        # OpenSSL's default paths read SSL_CERT_FILE / SSL_CERT_DIR themselves;
-        # on Windows load_default_certs() adds the system store.
-        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        if not _is_truststore(ctx):
+            # OpenSSL's default paths read SSL_CERT_FILE / SSL_CERT_DIR themselves;
+            # on Windows load_default_certs() adds the system store.
+            ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     elif ca is None:
         import certifi
 

@@ -159,28 +159,52 @@ def test_idn_in_sni_and_certificate_check(make_server, tls_ca, tls_ca_file, reso
     assert first_request(seen).header("Host") == f"{PUNY}:{server.port}"
 
 
-def test_idn_through_socks5h_reaches_the_proxy_as_punycode(make_server):
-    """The other place a name is resolved: a socks5h proxy. An in-test
-    SOCKS5 proxy records the domain name it is asked to connect to."""
-    names = []
+def socks5_recorder(make_server, asked):
+    """An in-test SOCKS5 proxy (no auth) recording what it is asked to
+    connect to: a domain name (socks5h) or an IPv4 address (socks5), and
+    connecting to 127.0.0.1 whatever it is."""
 
-    def socks5h(sock, _addr):
+    def handler(sock, _addr):
         assert sock.recv(3) == b"\x05\x01\x00"
         sock.sendall(b"\x05\x00")
         request = sock.recv(512)
-        assert request[:4] == b"\x05\x01\x00\x03"  # CONNECT to a domain name
-        size = request[4]
-        names.append(request[5 : 5 + size].decode("ascii"))
-        port = struct.unpack("!H", request[5 + size : 7 + size])[0]
-        upstream = gsocket.create_connection(("127.0.0.1", port))
-        sock.sendall(b"\x05\x00\x00\x01\x7f\x00\x00\x01" + request[5 + size : 7 + size])
+        assert request[:3] == b"\x05\x01\x00"
+        if request[3] == 3:  # a domain name
+            size = request[4]
+            asked.append(request[5 : 5 + size].decode("ascii"))
+            port_bytes = request[5 + size : 7 + size]
+        else:
+            assert request[3] == 1
+            asked.append(socket.inet_ntoa(request[4:8]))
+            port_bytes = request[8:10]
+        upstream = gsocket.create_connection(("127.0.0.1", struct.unpack("!H", port_bytes)[0]))
+        sock.sendall(b"\x05\x00\x00\x01\x7f\x00\x00\x01" + port_bytes)
         gevent.joinall([gevent.spawn(_pump, sock, upstream), gevent.spawn(_pump, upstream, sock)])
 
-    proxy = make_server.raw(socks5h)
+    return make_server.raw(handler)
+
+
+def test_idn_through_socks5h_reaches_the_proxy_as_punycode(make_server):
+    """The other place a name is resolved: a socks5h proxy."""
+    asked = []
+    proxy = socks5_recorder(make_server, asked)
     server, seen = recording_server(make_server)
     exchange(*gws.connect(f"ws://{IDN}:{server.port}/", proxy=f"socks5h://127.0.0.1:{proxy.port}"))
-    assert names == [PUNY]
+    assert asked == [PUNY]
     assert first_request(seen).header("Host") == f"{PUNY}:{server.port}"
+
+
+def test_socks5_resolves_locally_through_gevents_resolver(make_server, resolver):
+    """socks5:// (not 5h) resolves the name on this side: through gevent's
+    resolver, not the stdlib getaddrinfo python-socks' own resolver calls
+    (which would block the hub, and knows nothing of this name)."""
+    asked = []
+    proxy = socks5_recorder(make_server, asked)
+    server, _seen = recording_server(make_server)
+    exchange(*gws.connect(f"ws://{IDN}:{server.port}/", proxy=f"socks5://127.0.0.1:{proxy.port}"))
+    # (the in-test proxy's own create_connection asks for "127.0.0.1")
+    assert resolver.names[0] == PUNY and PUNY not in resolver.names[1:]
+    assert asked == ["127.0.0.1"]
 
 
 def _pump(src, dst):

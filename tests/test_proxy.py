@@ -8,11 +8,12 @@ from __future__ import annotations
 import base64
 import logging
 import struct
+import sys
 
 import gevent
 import pytest
 from gevent.event import Event
-from helpers import PProxy, read_head
+from helpers import PProxy, read_head, recording_server
 
 import gws
 from gws.proxy import Proxy, choose_proxy, parse_proxy, proxy_from_environment
@@ -111,22 +112,33 @@ def test_ws_through_http_proxy(pproxy, echo_server, no_leaks):
         )
 
 
-def test_ws_through_http_proxy_with_auth(pproxy, echo_server):
+def test_ws_through_http_proxy_with_auth(pproxy, echo_server, make_server):
     proxy = pproxy("http", auth="alice:s3cr3t")
     url = f"ws://127.0.0.1:{echo_server}/"
     round_trip(*gws.connect(url, proxy=proxy.url("http", "alice:s3cr3t")), via_port=proxy.port)
+    # the proxy's credentials go to the proxy only, never to the server
+    server, seen = recording_server(make_server)
+    res, read, write = gws.connect(
+        f"ws://127.0.0.1:{server.port}/", proxy=proxy.url("http", "alice:s3cr3t")
+    )
+    write("x")
+    request, _ = seen.get(timeout=10)
+    assert request.header("Proxy-Authorization") is None
+    assert request.header("Authorization") is None
+    write.close()
     with gws.open(url, proxy=proxy.url("http", "alice:s3cr3t")) as ws:
         ws.send("pythonic")
         assert ws.recv().payload == "pythonic"
 
 
 def test_wrong_proxy_password_is_a_407_naming_the_proxy_not_the_credentials(
-    pproxy, echo_server, caplog
+    pproxy, echo_server, caplog, no_leaks
 ):
     caplog.set_level(logging.DEBUG, logger="gws")
     proxy = pproxy("http", auth="alice:s3cr3t")
     url = f"ws://127.0.0.1:{echo_server}/"
-    res, err, write = gws.connect(url, proxy=proxy.url("http", "alice:wr0ng"))
+    with no_leaks():
+        res, err, write = gws.connect(url, proxy=proxy.url("http", "alice:wr0ng"))
     assert res is None and write is None
     assert f"http://127.0.0.1:{proxy.port}" in err
     assert "407" in err and "credentials were rejected" in err
@@ -199,6 +211,15 @@ def test_http_proxy_that_hangs_up_or_talks_nonsense(make_server):
         sock.sendall(b"SSH-2.0-OpenSSH\r\n\r\n")
         sock.close()
 
+    def too_eager(sock, _addr):
+        read_head(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n")
+        sock.close()
+
+    proxy = make_server.raw(too_eager)
+    res, err, _ = gws.connect("ws://h/", proxy=f"http://127.0.0.1:{proxy.port}")
+    assert res is None and "sent data before the tunnel was used" in err
+
     for handler in (hang_up, nonsense):
         proxy = make_server.raw(handler)
         res, err, _ = gws.connect("ws://h/", proxy=f"http://127.0.0.1:{proxy.port}")
@@ -221,18 +242,91 @@ def test_ws_through_https_proxy(pproxy, echo_server, tls_cert, tmp_path, tls_ca_
     round_trip(*gws.connect(url, proxy=proxy.url("https")), via_port=proxy.port)
 
 
+@pytest.fixture
+def https_pproxy(pproxy, tls_cert, tmp_path, tls_ca_file, monkeypatch):
+    """pproxy listening with TLS (its certificate from the trustme CA, which
+    SSL_CERT_FILE makes the default trust)."""
+    cert, key = tmp_path / "proxy.pem", tmp_path / "proxy.key"
+    tls_cert.cert_chain_pems[0].write_to_path(str(cert))
+    tls_cert.private_key_pem.write_to_path(str(key))
+    monkeypatch.setenv("SSL_CERT_FILE", tls_ca_file)
+    return pproxy("http+ssl", ssl_files=f"{cert},{key}")
+
+
+def test_wss_through_https_proxy_is_tls_inside_tls(https_pproxy, make_server, tls_ca, no_leaks):
+    # the server's certificate comes from another CA: trusted only through tls={"ca": ...}
+    server_ca = type(tls_ca)()
+    ctx = gevent.ssl.SSLContext(gevent.ssl.PROTOCOL_TLS_SERVER)
+    server_ca.issue_cert("localhost").configure_cert(ctx)
+    server = make_server(gws.echo, ssl_context=ctx)
+    url = f"wss://localhost:{server.port}/"
+    pem = server_ca.cert_pem.bytes().decode()
+    with no_leaks():
+        res, read, write = gws.connect(url, proxy=https_pproxy.url("https"), tls={"ca": pem})
+        assert res, read
+        round_trip(res, read, write)
+        res, err, _ = gws.connect(url, proxy=https_pproxy.url("https"))  # fails verification
+        assert res is None
+    res, read, write = gws.connect(url, proxy=https_pproxy.url("https"), tls={"ca": pem})
+    assert res, read
+    assert res.socket.version().startswith("TLS")
+    assert res.socket.getpeercert()["subjectAltName"] == (("DNS", "localhost"),)
+    big = "x" * (1 << 20)  # more than one TLS record each way, through both layers
+    write(big)
+    assert read().payload == big
+    round_trip(res, read, write, via_port=https_pproxy.port)
+    # the end-to-end check: the proxy's CA alone does not make the server trusted
+    res, err, _ = gws.connect(url, proxy=https_pproxy.url("https"))
+    assert res is None and "TLS certificate verification failed" in err
+    res, err, _ = gws.connect(
+        url, proxy=https_pproxy.url("https"), tls={"ca": pem, "server_name": "other.example"}
+    )
+    assert res is None and "TLS" in err
+
+
+def test_tls_inside_tls_full_duplex(https_pproxy, make_server, tls_server_context, tls_ca_file):
+    """Both ends write 4 MiB before reading, through two TLS layers: the
+    client reads while its own writer is mid-message."""
+    big = b"s" * (4 << 20)
+
+    def talker(_request, read, write):
+        write(big)  # before reading anything
+        msg = read()
+        write(msg.payload[:16])
+        read()
+
+    server = make_server(talker, ssl_context=tls_server_context)
+    with gevent.Timeout(60):
+        ws = gws.open(
+            f"wss://localhost:{server.port}/",
+            proxy=https_pproxy.url("https"),
+            tls={"ca": tls_ca_file},
+            compression=None,
+        )
+        sender = gevent.spawn(ws.send, b"c" * (4 << 20))
+        assert ws.recv().payload == big
+        assert ws.recv().payload == b"c" * 16
+        sender.get()
+        ws.close()
+
+
 # -- SOCKS through pproxy ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
-def test_ws_and_wss_through_socks5_with_auth(pproxy, echo_server, tls_echo, tls_ca_file, scheme):
+def test_ws_and_wss_through_socks5_with_auth(
+    pproxy, echo_server, tls_echo, tls_ca_file, scheme, no_leaks
+):
     proxy = pproxy("socks5", auth="alice:s3cr3t")
     via = proxy.url(scheme, "alice:s3cr3t")
-    round_trip(*gws.connect(f"ws://localhost:{echo_server}/", proxy=via), via_port=proxy.port)
-    round_trip(
-        *gws.connect(f"wss://localhost:{tls_echo.port}/", proxy=via, tls={"ca": tls_ca_file}),
-        via_port=proxy.port,
-    )
+    with no_leaks():
+        round_trip(*gws.connect(f"ws://localhost:{echo_server}/", proxy=via), via_port=proxy.port)
+        round_trip(
+            *gws.connect(f"wss://localhost:{tls_echo.port}/", proxy=via, tls={"ca": tls_ca_file}),
+            via_port=proxy.port,
+        )
+        res, err, _ = gws.connect(f"ws://localhost:{echo_server}/", proxy=proxy.url(scheme))
+        assert res is None and "refused" in err  # no credentials: the failure path leaks nothing
 
 
 def test_ws_and_wss_through_socks4_with_user_id(pproxy, echo_server, tls_echo, tls_ca_file):
@@ -422,3 +516,90 @@ def test_unix_socket_ignores_the_environment(make_server, tmp_path, monkeypatch)
     path = str(tmp_path / "ws.sock")
     make_server(gws.echo, host=f"unix:{path}")
     round_trip(*gws.connect(path=path))
+
+
+def test_socks_without_python_socks_is_a_clear_error(monkeypatch, fd_count):
+    monkeypatch.setitem(sys.modules, "gws.socks", None)  # as if python-socks were missing
+    before = fd_count()
+    res, err, _ = gws.connect("ws://127.0.0.1:1/", proxy="socks5://127.0.0.1:9")
+    assert res is None
+    assert err.startswith(
+        "socks:// proxies need python-socks>=3.0,<3.3 (pip install 'gws-client[socks]'): "
+    )
+    assert fd_count() == before
+
+
+def test_socks_with_an_incompatible_python_socks_is_a_clear_error(monkeypatch, fd_count):
+    """python-socks 2.x named the stream methods write_all/read_exact: gws
+    drives its private connectors, so another shape is refused at import."""
+    from python_socks._abc import SyncSocketStream
+
+    monkeypatch.delattr(SyncSocketStream, "read_exactly")
+    monkeypatch.delitem(sys.modules, "gws.socks", raising=False)  # import it afresh
+    before = fd_count()
+    res, err, _ = gws.connect("ws://127.0.0.1:1/", proxy="socks5://127.0.0.1:9")
+    assert res is None
+    assert err == (
+        "socks:// proxies need python-socks>=3.0,<3.3 (pip install 'gws-client[socks]'):"
+        " this python-socks has another private stream interface"
+    )
+    assert fd_count() == before
+
+
+def test_python_socks_pin_matches_the_installed_version():
+    import python_socks
+
+    from gws import proxy, socks
+
+    assert socks.REQUIREMENT == proxy.SOCKS_REQUIREMENT == "python-socks>=3.0,<3.3"
+    major, minor = (int(part) for part in python_socks.__version__.split(".")[:2])
+    assert (3, 0) <= (major, minor) < (3, 3), python_socks.__version__
+
+
+def test_socks5_malformed_reply_is_a_clear_error(make_server, no_leaks):
+    def bad_bound_name(sock, _addr):
+        sock.recv(3)
+        sock.sendall(b"\x05\x00")
+        sock.recv(64)
+        # success, bound address a domain name that is not UTF-8
+        sock.sendall(b"\x05\x00\x00\x03\x02\xff\xfe\x00\x50")
+        sock.recv(1)  # until the client hangs up
+
+    proxy = make_server.raw(bad_bound_name)
+    with no_leaks():
+        res, err, _ = gws.connect("ws://127.0.0.1:9/", proxy=f"socks5://127.0.0.1:{proxy.port}")
+    assert res is None
+    assert err == (
+        f"SOCKS proxy socks5://127.0.0.1:{proxy.port} refused the tunnel to 127.0.0.1:9:"
+        " malformed reply"
+    )
+
+
+def test_socks_credentials_checked_before_any_socket(fd_count):
+    before = fd_count()
+    for url in ("socks5://al\u00efce:s3cr3t@127.0.0.1:9", f"socks5://a:{'p' * 256}@127.0.0.1:9"):
+        res, err, _ = gws.connect("ws://127.0.0.1:1/", proxy=url)
+        assert res is None and "SOCKS credentials must be ASCII" in err
+        assert "s3cr3t" not in err and "ppp" not in err
+    res, err, _ = gws.connect("ws://[::1]:1/", proxy="socks4://127.0.0.1:9")
+    assert res is None and "cannot reach the IPv6 address ::1: use socks5://" in err
+    assert fd_count() == before
+
+
+def test_unencoded_delimiters_in_a_proxy_password_stay_hidden():
+    for password in ("pa/ss", "pa?ss", "pa#ss"):
+        res, err, _ = gws.connect("ws://127.0.0.1:1/", proxy=f"http://alice:{password}@h:1")
+        assert res is None and "invalid proxy URL" in err
+        assert "pa" not in err.replace("proxy", "") and "alice" not in err, err
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+def test_timeout_at_a_silent_proxy_closes_everything(make_server, no_leaks, scheme):
+    with no_leaks():
+        proxy = make_server.raw(make_server.hold_open)  # accepts, never answers
+        with gevent.Timeout(10):
+            res, err, _ = gws.connect(
+                "ws://h/", proxy=f"{scheme}://127.0.0.1:{proxy.port}", timeout=300
+            )
+        assert res is None and err == "timed out after 300 ms while connecting"
+        make_server.stop_all()

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
+import gevent
+import gevent.socket
 import pytest
+from gevent.server import StreamServer
 from helpers import ClientFrames, accept_reply, read_head, server_frame
 
 import gws
@@ -223,3 +226,52 @@ def test_final_url_without_redirects_and_without_credentials(echo_server):
     with gws.open(f"ws://u:pw@127.0.0.1:{echo_server}/p?q=1") as ws:
         assert ws.response.url == f"ws://127.0.0.1:{echo_server}/p?q=1"
         assert ws.response.redirects == []
+
+
+def test_relative_redirect_on_a_unix_socket_stays_on_it(make_server, tmp_path):
+    path = str(tmp_path / "r.sock")
+    seen: Seen = []
+
+    def handler(sock, _addr):
+        head, rest = read_head(sock)
+        _method, target, headers = parse_request(head)
+        seen.append((target, headers))
+        if target == "/a/b":
+            sock.sendall(b"HTTP/1.1 307 Temporary\r\nLocation: c?d=1\r\n\r\n")
+            sock.close()
+            return
+        key = header(headers, "Sec-WebSocket-Key")[0]
+        sock.sendall(accept_reply(key))
+        ClientFrames(sock, rest).until_close()
+        sock.sendall(server_frame(gws.OP_CLOSE, b"\x03\xe8"))
+        sock.close()
+
+    listener = gevent.socket.socket(gevent.socket.AF_UNIX, gevent.socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+    unix = StreamServer(listener, handler)
+    unix.start()
+    try:
+        res, read, write = gws.connect(f"ws+unix://{path}:/a/b")
+        assert res, read
+        assert res.url == f"ws+unix://{path}:/a/c?d=1"
+        write.close()
+        assert read() is None
+        assert [t for t, _ in seen] == ["/a/b", "/a/c?d=1"]
+    finally:
+        unix.stop(timeout=1)
+
+
+def test_no_redirect_on_a_caller_socket():
+    client_end, server_end = gevent.socket.socketpair()
+
+    def answer():
+        read_head(server_end)
+        server_end.sendall(b"HTTP/1.1 302 Found\r\nLocation: /x\r\n\r\n")
+
+    g = gevent.spawn(answer)
+    res, err, _ = gws.connect(sock=client_end)
+    g.get(timeout=10)
+    server_end.close()
+    assert res is None
+    assert err == "cannot follow a 302 redirect on a socket given by option sock: ws://localhost/"

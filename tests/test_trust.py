@@ -120,3 +120,28 @@ def test_tls_option_errors():
     ):
         res, err, _ = gws.connect("wss://localhost:1/", tls=bad)
         assert res is None and needle in err
+
+
+def test_truststore_context_verifies_through_tls_over_bio(
+    tls_echo, tls_ca, tls_ca_file, make_server, monkeypatch
+):
+    """A truststore.SSLContext verifies in its SSLObject, which gevent's
+    socket wrapping would skip: gws runs it over memory BIOs instead, so
+    its checks run (on Linux truststore reads OpenSSL's default locations,
+    hence SSL_CERT_FILE)."""
+    truststore = pytest.importorskip("truststore")
+    url = f"wss://localhost:{tls_echo.port}/"
+    ctx = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    err = verified(url, tls=ctx)
+    assert isinstance(err, str) and "certificate" in err.lower()
+    monkeypatch.setenv("SSL_CERT_FILE", tls_ca_file)
+    ctx = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    res = verified(url, tls=ctx)
+    assert isinstance(res, gws.Response), res
+    assert type(res.socket).__name__ == "TLSOverSocket"
+    # and the hostname is checked: a certificate for another name is refused
+    other = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls_ca.issue_cert("other.example").configure_cert(other)
+    server = make_server(gws.echo, ssl_context=other)
+    err = verified(f"wss://localhost:{server.port}/", tls=ctx)
+    assert isinstance(err, str) and "certificate" in err.lower()
