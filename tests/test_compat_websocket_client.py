@@ -191,6 +191,29 @@ def test_handshake_headers_and_subprotocol(websocket, make_server):
     assert headers["sec-websocket-protocol"].replace(" ", "") == "chat,superchat"
 
 
+def socket_options(websocket: Any, url: str) -> Any:
+    sndbuf = (socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
+    ws = websocket.create_connection(url, timeout=5, sockopt=[sndbuf])
+    try:
+        sock = ws.sock
+        return (
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+        )
+    finally:
+        ws.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_KEEPIDLE"), reason="needs TCP_KEEPIDLE")
+def test_sockopt_and_default_socket_options(websocket, make_server):
+    # the user's sockopt, after websocket-client's defaults (no Nagle,
+    # keepalive after 30 s idle); Linux reports twice the buffer size set
+    server = make_server()
+    assert in_thread(socket_options, websocket, server.url) == (1, 1, 30, 65536)
+
+
 # -- exceptions ------------------------------------------------------------------------------
 
 
