@@ -632,7 +632,7 @@ def app_pings(websocket: Any, url: str) -> Any:
         ws.close()
 
     app, events = recorder(websocket, url, on_pong=on_pong)
-    returned = app.run_forever(ping_interval=0.5, ping_payload="are you there")
+    returned = app.run_forever(ping_interval=1, ping_payload="are you there")
     return returned, events
 
 
@@ -789,6 +789,7 @@ def test_app_reconnects_after_server_restart(websocket, make_server, how, use_on
     first_done = Event()
 
     def first_life(request, read, write):
+        server.server.close()  # going down: no connection is accepted from here on
         write("tick 1")
         if how == "crash":
             read.connection.abort()  # the process died: no close frame
@@ -806,7 +807,7 @@ def test_app_reconnects_after_server_restart(websocket, make_server, how, use_on
     try:
         job = pool.spawn(feed_with_reconnect, websocket, server.url, use_on_reconnect)
         assert first_done.wait(DEADLINE)
-        server.stop()
+        server.stop()  # its handler has ended
         # The server stays down across several reconnect delays: the
         # client's refused attempts are invisible from here, so this one
         # wait is a fixed time, not an event.
