@@ -484,6 +484,49 @@ def test_environment_rules(monkeypatch):
     assert choose_proxy(None, "h", 443, True) is None
 
 
+ENV_TABLE = [
+    {"http_proxy": "http://p:1"},
+    {"HTTP_PROXY": "http://upper:1", "http_proxy": "http://lower:1"},
+    {"HTTP_PROXY": "http://upper:1", "http_proxy": ""},  # empty lower case unsets
+    {"Http_Proxy": "http://mixed:1"},
+    {"HTTP_PROXY": "http://cgi:1", "REQUEST_METHOD": "GET"},
+    {"https_proxy": "http://s:1", "HTTPS_PROXY": "http://S:1"},
+    {"http_proxy": "p:1", "https_proxy": "http://s:1", "no_proxy": "*"},
+    {"http_proxy": "http://p:1", "https_proxy": "http://s:1", "no_proxy": " .Example.COM , b"},
+    {"http_proxy": "http://p:1", "https_proxy": "http://s:1", "NO_PROXY": "example.com:8080"},
+    {"http_proxy": "http://p:1", "no_proxy": "[::1],10.0.0.1,.local"},
+    {"http_proxy": "http://p:1", "no_proxy": "", "NO_PROXY": "a.example.com"},
+    {"http_proxy": "http://p:1", "no_proxy": "*.example.com"},  # no glob in urllib
+]
+HOSTS = [
+    ("example.com", 8080),
+    ("a.Example.com", 80),
+    ("b", 443),
+    ("notexample.com", 80),
+    ("::1", 80),
+    ("10.0.0.1", 443),
+    ("x.local", 80),
+]
+
+
+@pytest.mark.parametrize("env", ENV_TABLE)
+def test_environment_decided_as_urllib_request_decides(monkeypatch, env):
+    """For ws://host:port/ gws picks the proxy urllib.request would pick for
+    http://host:port/ (wss: https), bypassing it where urllib bypasses it."""
+    import urllib.request
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for host, port in HOSTS:
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        for tls in (False, True):
+            proxies = urllib.request.getproxies()  # the environment's, on this OS
+            expected = proxies.get("https" if tls else "http")
+            if expected and urllib.request.proxy_bypass(netloc):
+                expected = None
+            assert proxy_from_environment(host, port, tls) == expected, (env, host, port, tls)
+
+
 def test_http_proxy_variable_is_used_and_proxy_none_turns_it_off(pproxy, echo_server, monkeypatch):
     proxy = pproxy("http", auth="alice:s3cr3t")
     monkeypatch.setenv("http_proxy", proxy.url("http", "alice:s3cr3t"))
