@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
 import struct
 import sys
 
@@ -224,6 +225,23 @@ def test_http_proxy_that_hangs_up_or_talks_nonsense(make_server):
         proxy = make_server.raw(handler)
         res, err, _ = gws.connect("ws://h/", proxy=f"http://127.0.0.1:{proxy.port}")
         assert res is None and f"proxy http://127.0.0.1:{proxy.port} gave no valid reply" in err
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+def test_proxy_resetting_the_connection_is_named(make_server, no_leaks, scheme):
+    def reset(sock, _addr):
+        sock.recv(1024)  # the CONNECT request, or the SOCKS greeting
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # with linger 0: a reset
+
+    proxy = make_server.raw(reset)
+    with no_leaks():
+        res, err, _ = gws.connect("ws://h:81/", proxy=f"{scheme}://u:pw@127.0.0.1:{proxy.port}")
+    assert res is None
+    assert err == (
+        f"proxy {scheme}://127.0.0.1:{proxy.port} broke off the tunnel to h:81:"
+        " Connection reset by peer"
+    )
 
 
 # -- HTTPS proxy (TLS to the proxy) --------------------------------------------------------
