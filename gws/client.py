@@ -46,7 +46,7 @@ from .io import (
     make_connection,
 )
 from .protocol import CLOSED
-from .redirects import DEFAULT_REDIRECTS, location, next_hop, url_of
+from .redirects import DEFAULT_REDIRECTS, hide_query, location, next_hop, url_of
 from .transport import read_head, wrap_tls
 from .trust import cached_context as _cached_context  # noqa: F401 - tests clear its cache
 from .trust import default_context, tls_context
@@ -303,7 +303,7 @@ def _establish(url_or_options: Any, options: Mapping[str, Any]) -> Tuple[Respons
                 if target is None:
                     raise
                 opts = next_hop(opts, target, chain, limit, exc.status)
-                log.debug("following a %d redirect to %s", exc.status, chain[-1])
+                log.debug("following a %d redirect to %s", exc.status, hide_query(chain[-1]))
             sock.close()
             sock = None
             ctx, server_name = _tls_context(opts.get("tls"))

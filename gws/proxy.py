@@ -253,6 +253,14 @@ def open_tunnel(
             except ssl.SSLError as exc:
                 raise ProxyError(f"TLS to proxy {proxy.label} failed: {exc}") from None
         handshake(sock, proxy, host, port)
+    except (ProxyError, TimeoutError):
+        sock.close()
+        raise
+    except OSError as exc:  # a reset or a broken pipe: still the proxy's doing
+        sock.close()
+        raise ProxyError(
+            f"proxy {proxy.label} broke off the tunnel to {host}:{port}: {exc.strerror or exc}"
+        ) from None
     except BaseException:
         sock.close()
         raise

@@ -17,8 +17,9 @@ one attempt and the ``Location`` into the options of the next:
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from .errors import HandshakeError, InvalidURL
 from .handshake import header_values
@@ -31,6 +32,7 @@ __all__ = [
     "location",
     "url_of",
     "next_hop",
+    "hide_query",
 ]
 
 REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
@@ -43,12 +45,13 @@ class RedirectError(HandshakeError):
     and query strings left out), the refused target last."""
 
     def __init__(self, message: str, chain: List[str], status: int = 0) -> None:
-        shown = [_hide_query(url) for url in chain]
+        shown = [hide_query(url) for url in chain]
         super().__init__(f"{message}: {' -> '.join(shown)}", status)
         self.chain = shown
 
 
-def _hide_query(url: str) -> str:
+def hide_query(url: str) -> str:
+    """``url`` with any query string shown as ``?…`` (it may hold a token)."""
     return url.split("?", 1)[0] + "?…" if "?" in url else url
 
 
@@ -85,17 +88,36 @@ def url_of(opts: Mapping[str, Any]) -> str:
     return f"{'wss' if tls else 'ws'}://{netloc}{pathname}"
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")  # RFC 3986 3.1
+_AS_HTTP = {"ws": "http", "wss": "https"}
+_AS_WS = {"http": "ws", "https": "wss"}
+
+
 def _resolve(opts: Mapping[str, Any], loc: str) -> str:
-    scheme, sep, _ = loc.partition("://")
-    if sep and scheme.lower() in ("http", "https"):
-        return ("wss" if scheme.lower() == "https" else "ws") + loc[len(scheme) :]
-    if sep:
-        return loc
+    """``loc`` resolved against the URL of ``opts`` (RFC 3986 5.2), without
+    any fragment (meaningless to a WebSocket, refused in its URLs)."""
+    loc = loc.split("#", 1)[0]
+    scheme = _SCHEME.match(loc)
+    if scheme:  # absolute (a "://" later in a relative reference is no scheme)
+        name = scheme.group()[:-1]
+        return _AS_WS.get(name.lower(), name) + loc[len(name) :]
+    tls = bool(opts.get("tls"))
+    if loc.startswith("//"):  # a network-path reference: the scheme stays
+        parts = urlsplit("http:" + loc)
+        query = f"?{parts.query}" if parts.query else ""
+        # (urljoin leaves dot segments in these; in an absolute path it removes them)
+        joined = urljoin(f"http://{parts.netloc}/", (parts.path or "/") + query)
+        return ("wss" if tls else "ws") + joined[len("http") :]
     if _origin(opts)[0] == "unix":  # relative to a socket file: only the path changes
-        joined = urljoin("ws://localhost" + str(opts.get("pathname") or "/"), loc)
-        target = joined[len("ws://localhost") :] or "/"
+        joined = urljoin("http://localhost" + str(opts.get("pathname") or "/"), loc)
+        target = joined[len("http://localhost") :] or "/"
         return url_of(opts).rsplit(":", 1)[0] + ":" + target
-    return urljoin(url_of(opts), loc)
+    # urljoin knows http(s) on every Python; ws and wss only on newer ones
+    base = url_of(opts)
+    ws_scheme, rest = base.split(":", 1)
+    joined = urljoin(_AS_HTTP[ws_scheme] + ":" + rest, loc)
+    http_scheme, rest = joined.split(":", 1)
+    return _AS_WS[http_scheme] + ":" + rest
 
 
 def next_hop(

@@ -9,10 +9,12 @@ socket methods gws and its callers use (``recv``, ``recv_into``, ``send``,
 ``version``...); the others are the inner socket's.
 
 Every wait is the inner gevent socket's. Bytes leave in order: a
-semaphore covers "take the encrypted bytes, send them". A write
-interrupted while its encrypted bytes are half sent closes the socket
+semaphore covers "take the encrypted bytes, send them", and its holder
+sends whatever was queued meanwhile before letting go, so a reader never
+waits for a writer stuck on a full socket. A write interrupted once its
+bytes are encrypted closes the socket and sets :attr:`TLSOverSocket.broken`
 (the TLS stream cannot be resumed), so the peer never sees part of one
-frame followed by another.
+frame followed by another, and gws's transport knows the frame was torn.
 """
 
 from __future__ import annotations
@@ -25,6 +27,34 @@ from gevent.lock import Semaphore
 __all__ = ["TLSOverSocket"]
 
 _CHUNK = 256 * 1024
+
+# What the ``socket`` face forwards: to the TLS object, and to the inner
+# socket (nothing else: ``unwrap``, ``read``, ``makefile``... of an inner TLS
+# socket would act on the wrong layer).
+_TLS_ATTRS = frozenset(
+    (
+        "compression",
+        "get_channel_binding",
+        "pending",
+        "server_side",
+        "session",
+        "session_reused",
+        "shared_ciphers",
+    )
+)
+_SOCKET_ATTRS = frozenset(
+    (
+        "fileno",
+        "getpeername",
+        "getsockname",
+        "setsockopt",
+        "getsockopt",
+        "family",
+        "type",
+        "proto",
+        "setblocking",
+    )
+)
 
 
 class TLSOverSocket:
@@ -39,6 +69,9 @@ class TLSOverSocket:
             self._incoming, self._outgoing, server_side=False, server_hostname=server_hostname
         )
         self._send_lock = Semaphore()
+        self.broken = False
+        """True once a write was interrupted with its bytes encrypted (the
+        socket is then closed)."""
         try:
             self._handshake()
         except BaseException:
@@ -67,14 +100,18 @@ class TLSOverSocket:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
-        data = self._outgoing.read()
-        if not data:
-            return
-        try:
-            self._sock.sendall(data)
-        except BaseException:
-            self._sock.close()  # half a TLS record is out: the stream is lost
-            raise
+        # Until nothing is queued: a reader may add bytes (a key update's
+        # reply) while this holder waits in sendall, and leaves them to it.
+        while True:
+            data = self._outgoing.read()
+            if not data:
+                return
+            try:
+                self._sock.sendall(data)
+            except BaseException:
+                self.broken = True  # TLS records are (half) out: the stream is lost
+                self._sock.close()
+                raise
 
     # -- the socket face ----------------------------------------------------------------
 
@@ -86,9 +123,10 @@ class TLSOverSocket:
                 # a caller's shared buffer is filled last.
                 return int(self._tls.read(size, buffer))
             except ssl.SSLWantReadError:
-                if self._outgoing.pending:  # what reading produced (a key update's reply)
-                    # (only then: a writer blocked on a full socket holds the
-                    # lock, and the peer may be waiting for this read)
+                # What reading produced (a key update's reply). If a writer
+                # holds the lock (blocked on a full socket, the peer perhaps
+                # waiting for this read), it sends these bytes before letting go.
+                if self._outgoing.pending and not self._send_lock.locked():
                     self._flush()
                 self._fill()
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
@@ -100,9 +138,12 @@ class TLSOverSocket:
         return bytes(buf[:n])
 
     def send(self, data: Union[bytes, bytearray, memoryview], flags: int = 0) -> int:
-        with self._send_lock:  # an interruption here: nothing was sent
+        """Encrypt and send all of ``data`` (at most 256 KiB of it per call,
+        so memory stays bounded: :meth:`sendall` loops); returns how much."""
+        chunk = memoryview(data)[:_CHUNK]
+        with self._send_lock:  # an interruption waiting here: nothing was sent
             self._flush_locked()
-            written = int(self._tls.write(data))
+            written = int(self._tls.write(chunk))
             self._flush_locked()
         return written
 
@@ -140,8 +181,11 @@ class TLSOverSocket:
         return self._tls.server_hostname
 
     def __getattr__(self, name: str) -> Any:
-        # fileno, getpeername, getsockname, setsockopt, getsockopt, family...
-        return getattr(self._sock, name)
+        if name in _TLS_ATTRS:
+            return getattr(self._tls, name)
+        if name in _SOCKET_ATTRS:
+            return getattr(self._sock, name)
+        raise AttributeError(f"TLSOverSocket has no attribute {name!r}")
 
     def __repr__(self) -> str:
         return f"<gws TLSOverSocket {self.version()} over {self._sock!r}>"

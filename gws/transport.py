@@ -54,12 +54,15 @@ class SocketTransport:
     of the frame already sent: the stream is then unusable.
     """
 
-    __slots__ = ("sock", "torn", "closed", "_recv_into", "_send", "_sendall")
+    __slots__ = ("sock", "torn", "closed", "_recv_into", "_send", "_sendall", "_bio")
 
     def __init__(self, sock: socket) -> None:
         self.sock = sock
         self.torn = False
         self.closed = False
+        # TLSOverSocket.send() encrypts before it waits: interrupted, it may
+        # have sent part of the frame (it says so with ``broken``)
+        self._bio = isinstance(sock, TLSOverSocket)
         self._recv_into = sock.recv_into
         self._send = sock.send
         self._sendall = sock.sendall
@@ -91,7 +94,12 @@ class SocketTransport:
         # gevent's send() waits for the socket to be writable and then sends
         # at once, so an interruption in it leaves nothing of the frame sent.
         # One send() usually takes the whole frame; sendall() does the rest.
-        sent = self._send(data)
+        try:
+            sent = self._send(data)
+        except BaseException:
+            if self._bio and getattr(self.sock, "broken", False):
+                self.torn = True
+            raise
         if sent < len(data):
             self.torn = True
             self._sendall(memoryview(data)[sent:])

@@ -53,6 +53,8 @@ def node_peer(package: str) -> str:
     if not shutil.which("node") or not os.path.isdir(path):
         pytest.skip(f"Node package {package!r} not installed (npm install --prefix tests/node)")
     return path
+
+
 """Seconds a raw handler may hold a connection open (``Harness.hold_open``);
 also what conftest's ``deadline`` fixture allows a test to block in gevent."""
 
@@ -365,46 +367,48 @@ def quiet_close(sock: Any) -> None:
 
 
 class PProxy:
-    """A real pproxy (PyPI) proxy server in a subprocess on a free loopback
-    port. ``listen`` is pproxy's ``-l`` URI without host and port, e.g.
+    """A real pproxy (PyPI) proxy server in a subprocess on loopback. It
+    binds port 0 itself and the port is read from its "Serving on" line
+    (no probe-then-bind race with the other processes on the machine).
+    ``listen`` is pproxy's ``-l`` URI without host and port, e.g.
     ``"http"``, ``"socks5"``, ``"http+socks4+socks5"`` or ``"http+ssl"``;
     ``auth`` is ``"user:pass"``; ``ssl_files`` is ``"cert.pem,key.pem"`` for
-    a TLS listener. Stop it with :meth:`stop` (the fixture does)."""
+    a TLS listener. Stop it with :meth:`stop` (the fixture does); a proxy
+    that fails to start is killed before the error is raised."""
 
     def __init__(self, listen: str, auth: Optional[str] = None, ssl_files: Optional[str] = None):
-        import subprocess
         import sys
 
-        import gevent.socket as gsocket
+        from gevent import subprocess
 
-        probe = gsocket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        uri = f"{listen}://127.0.0.1:{self.port}" + (f"#{auth}" if auth else "")
+        uri = f"{listen}://127.0.0.1:0" + (f"#{auth}" if auth else "")
         # --auth 0: check credentials on every connection (pproxy's default
         # trusts an address for 30 days once it authenticated)
-        args = [sys.executable, "-m", "pproxy", "-l", uri, "--auth", "0"]
+        args = [sys.executable, "-u", "-m", "pproxy", "-l", uri, "--auth", "0"]
         if ssl_files:
             args += ["--ssl", ssl_files]
         self.proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+            args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
         )
-        self._wait_ready()
+        try:
+            self.port = self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
-    def _wait_ready(self) -> None:
-        import gevent.socket as gsocket
+    def _wait_ready(self) -> int:
+        import re
 
-        with gevent.Timeout(15, AssertionError("pproxy did not start listening in 15 s")):
-            for _ in range(1500):
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"pproxy exited with {self.proc.returncode}")
-                try:
-                    gsocket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                    return
-                except OSError:
-                    gevent.sleep(0.01)  # a subprocess's listen(): no event to wait on
-        raise AssertionError("pproxy did not start listening")
+        assert self.proc.stdout is not None
+        with gevent.Timeout(60, AssertionError("pproxy did not start listening in 60 s")):
+            for _ in range(20):  # it prints a line or two before serving
+                line = self.proc.stdout.readline().decode("utf-8", "replace")
+                if not line:
+                    raise AssertionError(f"pproxy exited with {self.proc.wait()}")
+                found = re.search(r"Serving on .*127\.0\.0\.1:(\d+)", line)
+                if found:
+                    return int(found.group(1))
+        raise AssertionError("pproxy printed no 'Serving on' line")
 
     def url(self, scheme: str, auth: Optional[str] = None) -> str:
         return f"{scheme}://{auth + '@' if auth else ''}127.0.0.1:{self.port}"
@@ -413,3 +417,5 @@ class PProxy:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
 import struct
 import sys
 
@@ -224,6 +225,23 @@ def test_http_proxy_that_hangs_up_or_talks_nonsense(make_server):
         proxy = make_server.raw(handler)
         res, err, _ = gws.connect("ws://h/", proxy=f"http://127.0.0.1:{proxy.port}")
         assert res is None and f"proxy http://127.0.0.1:{proxy.port} gave no valid reply" in err
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+def test_proxy_resetting_the_connection_is_named(make_server, no_leaks, scheme):
+    def reset(sock, _addr):
+        sock.recv(1024)  # the CONNECT request, or the SOCKS greeting
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # with linger 0: a reset
+
+    proxy = make_server.raw(reset)
+    with no_leaks():
+        res, err, _ = gws.connect("ws://h:81/", proxy=f"{scheme}://u:pw@127.0.0.1:{proxy.port}")
+    assert res is None
+    assert err == (
+        f"proxy {scheme}://127.0.0.1:{proxy.port} broke off the tunnel to h:81:"
+        " Connection reset by peer"
+    )
 
 
 # -- HTTPS proxy (TLS to the proxy) --------------------------------------------------------
@@ -482,6 +500,49 @@ def test_environment_rules(monkeypatch):
     monkeypatch.setenv("REQUEST_METHOD", "GET")
     assert proxy_from_environment("h", 80, False) is None
     assert choose_proxy(None, "h", 443, True) is None
+
+
+ENV_TABLE = [
+    {"http_proxy": "http://p:1"},
+    {"HTTP_PROXY": "http://upper:1", "http_proxy": "http://lower:1"},
+    {"HTTP_PROXY": "http://upper:1", "http_proxy": ""},  # empty lower case unsets
+    {"Http_Proxy": "http://mixed:1"},
+    {"HTTP_PROXY": "http://cgi:1", "REQUEST_METHOD": "GET"},
+    {"https_proxy": "http://s:1", "HTTPS_PROXY": "http://S:1"},
+    {"http_proxy": "p:1", "https_proxy": "http://s:1", "no_proxy": "*"},
+    {"http_proxy": "http://p:1", "https_proxy": "http://s:1", "no_proxy": " .Example.COM , b"},
+    {"http_proxy": "http://p:1", "https_proxy": "http://s:1", "NO_PROXY": "example.com:8080"},
+    {"http_proxy": "http://p:1", "no_proxy": "[::1],10.0.0.1,.local"},
+    {"http_proxy": "http://p:1", "no_proxy": "", "NO_PROXY": "a.example.com"},
+    {"http_proxy": "http://p:1", "no_proxy": "*.example.com"},  # no glob in urllib
+]
+HOSTS = [
+    ("example.com", 8080),
+    ("a.Example.com", 80),
+    ("b", 443),
+    ("notexample.com", 80),
+    ("::1", 80),
+    ("10.0.0.1", 443),
+    ("x.local", 80),
+]
+
+
+@pytest.mark.parametrize("env", ENV_TABLE)
+def test_environment_decided_as_urllib_request_decides(monkeypatch, env):
+    """For ws://host:port/ gws picks the proxy urllib.request would pick for
+    http://host:port/ (wss: https), bypassing it where urllib bypasses it."""
+    import urllib.request
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for host, port in HOSTS:
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        for tls in (False, True):
+            proxies = urllib.request.getproxies()  # the environment's, on this OS
+            expected = proxies.get("https" if tls else "http")
+            if expected and urllib.request.proxy_bypass(netloc):
+                expected = None
+            assert proxy_from_environment(host, port, tls) == expected, (env, host, port, tls)
 
 
 def test_http_proxy_variable_is_used_and_proxy_none_turns_it_off(pproxy, echo_server, monkeypatch):

@@ -4,6 +4,7 @@ every request they receive."""
 
 from __future__ import annotations
 
+import logging
 from typing import List, Tuple
 
 import gevent
@@ -74,6 +75,29 @@ def test_each_redirect_status_with_a_relative_location(make_server, status, no_l
         assert server.wait_idle()
         server.stop()
     assert [target for target, _ in seen] == ["/old?x=1", "/new/place?y=2"]
+
+
+def test_relative_locations_resolved_as_rfc_3986_says(make_server):
+    """A "://" inside a relative reference's query is no scheme; a
+    network-path reference keeps the scheme; a fragment is dropped."""
+    seen: Seen = []
+    other: Seen = []
+    b = redirecting_server(make_server, {}, other)
+    routes = {
+        "/a/b": (302, "../c?next=http://elsewhere.example/#frag"),
+        "/c?next=http://elsewhere.example/": (301, f"//localhost:{b.port}/d/./e"),
+    }
+    a = redirecting_server(make_server, routes, seen)
+    res, read, write = gws.connect(f"ws://127.0.0.1:{a.port}/a/b")
+    assert res, read
+    assert res.url == f"ws://localhost:{b.port}/d/e"
+    assert res.redirects == [
+        f"ws://127.0.0.1:{a.port}/a/b",
+        f"ws://127.0.0.1:{a.port}/c?next=http://elsewhere.example/",
+    ]
+    echo_once(res, read, write)
+    assert [t for t, _ in seen] == ["/a/b", "/c?next=http://elsewhere.example/"]
+    assert [t for t, _ in other] == ["/d/e"]
 
 
 def test_absolute_location_to_another_origin_drops_credentials(make_server):
@@ -161,7 +185,8 @@ def test_loop_is_an_error_listing_the_chain(make_server):
     assert [t for t, _ in seen] == ["/a", "/b"]
 
 
-def test_query_strings_hidden_in_redirect_errors(make_server):
+def test_query_strings_hidden_in_redirect_errors_and_logs(make_server, caplog):
+    caplog.set_level(logging.DEBUG, logger="gws")
     seen: Seen = []
     routes = {
         "/a?token=s3cr3t": (302, "/b?token=s3cr3t2"),
@@ -172,6 +197,8 @@ def test_query_strings_hidden_in_redirect_errors(make_server):
     res, err, _ = gws.connect(base + "/a?token=s3cr3t")
     assert res is None and "s3cr3t" not in err
     assert err == f"redirect loop: {base}/a?… -> {base}/b?… -> {base}/a?…"
+    assert f"following a 302 redirect to {base}/b?…" in caplog.text
+    assert "s3cr3t" not in caplog.text
 
 
 def test_too_long_a_chain_is_an_error_listing_it(make_server):

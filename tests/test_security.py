@@ -1,8 +1,11 @@
 """Security defaults: TLS verification, explicit insecure mode, randomness of
 masks and keys, and credentials kept out of logs and error values.
 
-gws follows no redirects (a non-101 answer is an error), so there is no
-redirect behaviour (credentials forwarded to another host) to test.
+Redirects are followed (up to option ``redirects``); their security rules
+(never wss -> ws; no Authorization, Cookie or URL credentials sent to another
+origin; query strings hidden in errors and logs) are tested in
+test_redirects.py, the proxy's credentials (never in errors, logs or reprs,
+never sent to the server) in test_proxy.py.
 """
 
 from __future__ import annotations
