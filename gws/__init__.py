@@ -38,6 +38,7 @@ from .frames import (
     OP_TEXT,
     Message,
 )
+from .hooks import HTTPResponse, basic_auth
 from .io import Reader, Writer, socket_io, wrap_io
 from .protocol import State
 from .server import Request, Server, accept, echo, serve
@@ -56,6 +57,7 @@ __all__ = [
     "CONNECT_OPTIONS",
     "CloseTimeout",
     "ConnectionClosed",
+    "HTTPResponse",
     "HandshakeError",
     "HeartbeatTimeout",
     "InvalidState",
@@ -82,6 +84,7 @@ __all__ = [
     "Writer",
     "WrongThread",
     "accept",
+    "basic_auth",
     "connect",
     "echo",
     "parseUrl",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
 
 import gevent.socket as gsocket
 import gevent.ssl as gssl
@@ -23,7 +23,6 @@ from .errors import HandshakeError, WebSocketError
 from .frames import Message
 from .handshake import (
     MAX_HEAD,
-    Headers,
     HeadTooLarge,
     build_accept,
     build_reject,
@@ -32,6 +31,7 @@ from .handshake import (
     parse_request,
     split_tokens,
 )
+from .hooks import Request
 from .io import IO_OPTIONS, Reader, Writer, check_io_options, make_connection
 from .protocol import CLOSING, OPEN
 from .transport import read_head, wrap_tls
@@ -39,20 +39,6 @@ from .transport import read_head, wrap_tls
 __all__ = ["Request", "Server", "accept", "serve", "echo", "Handler"]
 
 log = logging.getLogger("gws")
-
-
-class Request(NamedTuple):
-    """A client's upgrade request, as the handler sees it."""
-
-    path: str
-    headers: Headers
-    subprotocol: Optional[str]
-    extensions: Optional[str]
-    address: Any = None
-
-    def header(self, name: str) -> Optional[str]:
-        values = header_values(self.headers, name)
-        return values[0] if values else None
 
 
 Handler = Callable[[Request, Reader, Writer], Any]
