@@ -65,7 +65,7 @@ def main() -> int:
     if args.source:
         data = json.loads((Path(args.source) / "index.json").read_text())
         results = data.get("gws", data)
-        if len(results) == 1 and not any("." in k for k in results):
+        if len(results) == 1 and "behavior" not in next(iter(results.values())):
             results = next(iter(results.values()))  # one agent, whatever its name
         wall = None
     elif args.server:

@@ -3,9 +3,12 @@
 Handshake rejection and timeouts, subprotocol selection, server options
 (checked when serve() is called), handler errors, fail() and abort() from a
 handler, unix sockets, and TLS: the TLS handshake runs inside accept()'s
-timeout and stays cooperative with a plain stdlib ``ssl.SSLContext``.
-Clients are ``gws.connect`` or raw sockets; the ``deadline`` fixture bounds
-every test.
+timeout and stays cooperative with a plain stdlib ``ssl.SSLContext``. Then
+the handshake hooks (process_request, origins, select_subprotocol,
+basic_auth) as websocket-client, websockets and urllib see them, and the
+graceful ``server.stop()``. Clients are ``gws.connect``, raw sockets, or the
+blocking third-party clients in real OS threads; the ``deadline`` fixture
+bounds every test.
 """
 
 from __future__ import annotations
