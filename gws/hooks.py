@@ -138,6 +138,8 @@ def _normalise(answer: Any) -> HTTPResponse:
         raise ValueError(f"response status must be an int from 200 to 599, not {status!r}")
     if isinstance(headers, Mapping):
         headers = list(headers.items())
+    elif not isinstance(headers, (list, tuple)):
+        raise ValueError(f"response headers must be a list of pairs, not {headers!r}")
     pairs: List[Tuple[str, str]] = []
     for pair in headers:
         if not (isinstance(pair, tuple) and len(pair) == 2):

@@ -135,17 +135,16 @@ def accept(
     answering the client with an HTTP error) for a bad request, ValueError
     for a bad option.
     """
+    origin_list: Optional[List[Optional[str]]] = _origin_list(origins)
     _check_accept_options(
         subprotocols,
         compression,
         timeout,
         io_options,
         process_request,
-        origins,
+        origin_list,
         select_subprotocol,
     )
-    if origins is not None:
-        origins = list(origins)
     deadline = Deadline(None if timeout is None else timeout / 1000.0)
     answered = False
     with deadline:
@@ -165,7 +164,7 @@ def accept(
             _reject(sock, exc.status or 400, str(exc))
             raise
         request = Request(target, req_headers, None, None, address, method)
-        refused = _hook_answer(request, process_request, origins)
+        refused = _hook_answer(request, process_request, origin_list)
         if refused is not None:
             answered = True  # from here on, a timeout cannot send a 408 as well
             sock.sendall(render_response(refused[0], method=method))
@@ -195,6 +194,17 @@ def accept(
     conn = make_connection(opts, is_client=False, deflate=deflate, sock=sock, initial=rest)
     request = request._replace(subprotocol=chosen, extensions=ext_header)
     return request, Reader(conn), Writer(conn)
+
+
+def _origin_list(origins: Any) -> Any:
+    """``origins`` as a list, so a generator is not used up by the first
+    request; what is no iterable is left for the option check to refuse."""
+    if origins is None or isinstance(origins, (str, bytes)):
+        return origins
+    try:
+        return list(origins)
+    except TypeError:
+        return origins
 
 
 def _hook_answer(
@@ -365,6 +375,8 @@ def serve(
     and its connection closed with 1011; the server goes on.
     """
     accept_options = dict(options)
+    if "origins" in accept_options:
+        accept_options["origins"] = _origin_list(accept_options["origins"])
     unknown = set(accept_options) - IO_OPTIONS - SERVER_OPTIONS
     if unknown:
         raise ValueError(f"unknown option {sorted(unknown)[0]!r}")
@@ -377,8 +389,6 @@ def serve(
         accept_options.get("origins"),
         accept_options.get("select_subprotocol"),
     )
-    if accept_options.get("origins") is not None:
-        accept_options["origins"] = list(accept_options["origins"])
 
     def handle(sock: gsocket.socket, address: Any) -> None:
         if sock.family in (gsocket.AF_INET, gsocket.AF_INET6):

@@ -200,6 +200,7 @@ def test_render_response_refuses_header_injection(headers):
         HTTPResponse("200"),  # type: ignore[arg-type]
         HTTPResponse(200, [("only-name",)]),  # type: ignore[list-item]
         HTTPResponse(200, [], 42),  # type: ignore[arg-type]
+        HTTPResponse(200, 42),  # type: ignore[arg-type]
         (),
         (200, [], b"", "extra"),
     ],

@@ -658,6 +658,14 @@ def test_origins_refuse_a_missing_origin_unless_none_is_listed(make_server, capl
     write.close()
 
 
+def test_origins_may_be_a_generator(make_server):
+    server = make_server(gws.echo, origins=(o for o in ["https://app.example"]))
+    for _ in range(2):  # not used up by the first request
+        res, read, write = gws.connect(port=server.port, headers={"Origin": "https://app.example"})
+        assert res, read
+        write.close()
+
+
 def test_origins_are_checked_before_process_request(make_server):
     calls = []
     server = make_server(
