@@ -28,6 +28,7 @@ from http import HTTPStatus
 from typing import (
     Any,
     Callable,
+    Collection,
     Iterable,
     List,
     Mapping,
@@ -164,7 +165,8 @@ def check_hook_options(
     process_request: Any = None, origins: Any = None, select_subprotocol: Any = None
 ) -> None:
     """Raise ValueError for a hook option a server cannot use (call it when
-    the server is configured, so a mistake shows at once)."""
+    the server is configured, so a mistake shows at once). ``origins`` must
+    be a collection (an iterator would be used up): make it a list first."""
     if process_request is not None and not callable(process_request):
         raise ValueError("option process_request must be callable or None")
     if select_subprotocol is not None and not callable(select_subprotocol):
@@ -172,11 +174,10 @@ def check_hook_options(
     if origins is not None:
         if isinstance(origins, (str, bytes)):
             raise ValueError("option origins must be a list of origins (str or None), not a str")
-        try:
-            items = list(origins)
-        except TypeError:
-            raise ValueError("option origins must be a list of origins (str or None)") from None
-        if not all(o is None or isinstance(o, str) for o in items):
+        if not isinstance(origins, Collection):
+            # An iterator would be used up by this check (or by the first request).
+            raise ValueError("option origins must be a list, tuple or set of origins")
+        if not all(o is None or isinstance(o, str) for o in origins):
             raise ValueError("option origins must be a list of origins (str or None)")
 
 

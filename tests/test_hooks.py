@@ -329,6 +329,7 @@ def test_check_hook_options():
         {"origins": b"https://a.example"},
         {"origins": 42},
         {"origins": ["https://a.example", 42]},
+        {"origins": iter(["https://a.example"])},
     ):
         with pytest.raises(ValueError):
             check_hook_options(**bad)
