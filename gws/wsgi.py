@@ -27,7 +27,6 @@ from typing import (
     Iterable,
     List,
     Mapping,
-    NamedTuple,
     Optional,
     Sequence,
     Tuple,
@@ -108,11 +107,16 @@ def check_options(options: Mapping[str, Any]) -> Dict[str, Any]:
     return opts
 
 
-class Client(NamedTuple):
-    """An entry of ``server.clients`` (gevent-websocket's name): who is connected."""
+class Client:
+    """An entry of ``server.clients`` (gevent-websocket's name): who is
+    connected. Apps may set attributes of their own on it (a nickname)."""
 
-    address: Any
-    ws: WebSocket
+    def __init__(self, address: Any, ws: WebSocket) -> None:
+        self.address = address
+        self.ws = ws
+
+    def __repr__(self) -> str:
+        return f"<gws.wsgi.Client {self.address!r}>"
 
 
 class _NoApp:
@@ -281,9 +285,22 @@ class WebSocket:
         return f"<gws.wsgi.WebSocket {state} path={self.path!r} subprotocol={self.subprotocol!r}>"
 
 
-def _ignore_start_response(status: str, headers: Any, exc_info: Any = None) -> Callable[..., None]:
-    # After a 101 the app's HTTP response has nowhere to go.
-    return lambda data: None
+class _AfterUpgrade:
+    """The ``start_response`` an app gets after the 101: its HTTP response
+    has nowhere to go, but its status is kept (a 5xx, which frameworks such
+    as Flask answer for a view that raised, closes the connection with 1011)."""
+
+    __slots__ = ("status",)
+
+    def __init__(self) -> None:
+        self.status = 0
+
+    def __call__(self, status: str, headers: Any, exc_info: Any = None) -> Callable[..., None]:
+        try:
+            self.status = int(str(status).split(" ", 1)[0])
+        except ValueError:
+            self.status = 0
+        return lambda data: None
 
 
 class WebSocketHandler(WSGIHandler):
@@ -464,8 +481,9 @@ class WebSocketHandler(WSGIHandler):
         clients[address] = Client(address, ws)
         conn = ws.connection
         app: Any = self.application
+        start_response = _AfterUpgrade()
         try:
-            result = app(environ, _ignore_start_response)
+            result = app(environ, start_response)
             try:
                 for _ in result:
                     pass
@@ -473,6 +491,17 @@ class WebSocketHandler(WSGIHandler):
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+            if start_response.status >= 500 and conn.state is OPEN:
+                log.error(
+                    "WebSocket application answered %s: closing with 1011", start_response.status
+                )
+                conn.fail(1011, "handler error")
+        except WebSocketError as exc:
+            if conn.state is CLOSED:  # e.g. send() after the peer closed: the usual ending
+                log.debug("WebSocket application ended with %r after the close", exc)
+            else:
+                log.exception("WebSocket application failed")
+                conn.fail(1011, "handler error")
         except Exception:
             log.exception("WebSocket application failed")
             conn.fail(1011, "handler error")
