@@ -381,19 +381,27 @@ class WebSocketHandler(WSGIHandler):
     def _refuse(self, status: int, data: bytes, why: str) -> None:
         """Answer a refused upgrade with ``data`` (a whole HTTP response)."""
         log.info("refused WebSocket upgrade from %s: %s %s", self.client_address, status, why)
-        self._answered(data.split(b"\r\n", 1)[0][9:].decode("latin-1"))
+        self._answered(data)
         try:
             self._send(data)
         except OSError:
             pass
 
-    def _answered(self, status: str) -> None:
-        """Record the status sent by hand, for pywsgi's access log; no
-        further request is read from this connection."""
+    def _answered(self, response: bytes) -> None:
+        """Record the status and headers of a response written by hand, for
+        the access log (pywsgi's or gunicorn's); no further request is read
+        from this connection."""
+        head = response.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        status = head[0][9:].decode("latin-1")
         self.close_connection = True
         self.code = int(status.split(" ", 1)[0])
         self.status = status.encode("latin-1")  # type: ignore[assignment]  # bytes at run time
         self._orig_status = status
+        # bytes pairs at run time, as pywsgi's own start_response makes them
+        headers: Any = [
+            (name, value.strip()) for name, _, value in (line.partition(b":") for line in head[1:])
+        ]
+        self.response_headers = headers
         self.headers_sent = True
 
     def _send(self, data: bytes) -> None:
@@ -440,7 +448,7 @@ class WebSocketHandler(WSGIHandler):
         io_options["mask"] = False
         sock = self.socket
         initial = self._buffered_input(sock)
-        self._answered("101 Switching Protocols")
+        self._answered(reply)
         self._send(reply)
         deflate = PerMessageDeflate(params, is_client=False) if params else None
         conn = make_connection(
