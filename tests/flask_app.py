@@ -90,6 +90,7 @@ def info() -> str:
     ws.send(json.dumps(seen))
     for message in ws:  # gws's own face: Message objects, opcode kept
         ws.write(gws.Message(opcode=message.opcode, payload=message.payload))
+    seen["close_code"], seen["close_reason"] = ws.close_code, ws.close_reason
     return ""
 
 
