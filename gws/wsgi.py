@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 from typing import (
     Any,
     Callable,
     Dict,
     Iterable,
+    Iterator,
     List,
     Mapping,
     Optional,
@@ -250,7 +252,8 @@ class WebSocket:
     def ping(self, payload: Union[bytes, str] = b"") -> None:
         self.connection.ping(payload)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Message]:
+        """Messages (:class:`~gws.Message`) until the connection closes."""
         return iter(self.read)
 
     @property
@@ -448,8 +451,18 @@ class WebSocketHandler(WSGIHandler):
         io_options["mask"] = False
         sock = self.socket
         initial = self._buffered_input(sock)
+        sock.settimeout(None)  # gws bounds its own waits (close_timeout, heartbeat)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         self._answered(reply)
-        self._send(reply)
+        try:
+            self._send(reply)
+        except OSError as exc:
+            log.debug("client %s left before the 101: %s", self.client_address, exc)
+            return None
         deflate = PerMessageDeflate(params, is_client=False) if params else None
         conn = make_connection(
             io_options, is_client=False, deflate=deflate, sock=sock, initial=initial

@@ -605,3 +605,27 @@ def test_send_after_the_peer_closed_raises_websocket_error(serve):
     write.close(1000)
     assert server.wait_idle()
     assert outcome == ["InvalidState"]
+
+
+def test_tls_pywsgi_server_upgrades_over_wss(serve, tls_server_context, tls_ca_file):
+    server = serve(flask_app.app, ssl_context=tls_server_context)
+    assert http_get_tls(server.port, tls_ca_file) == (200, b"hello from flask")
+    res, read, write = gws.connect(server.url("/info", "wss"), tls={"ca": tls_ca_file})
+    assert res, read
+    assert json.loads(read().payload)["compressed"] is True
+    write(b"\x00" * 70000)
+    assert read().payload == b"\x00" * 70000
+    write.close()
+    assert read() is None and read.close_code == 1000
+
+
+def http_get_tls(port: int, ca_file: str) -> Any:
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=ca_file)
+
+    def get() -> Any:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/", timeout=10, context=ctx) as r:
+            return r.status, r.read()
+
+    return in_thread(get)
