@@ -451,6 +451,11 @@ def raw_exchange(port: int, request: bytes) -> Any:
         sock.sendall(request)
         head, rest = read_head(sock)
         _version, code, _reason, headers = parse_response(head)
+        for _ in range(100):  # the body, up to the server's close (Connection: close)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
         return code, dict((k.lower(), v) for k, v in headers), rest
     finally:
         sock.close()
@@ -629,3 +634,108 @@ def http_get_tls(port: int, ca_file: str) -> Any:
             return r.status, r.read()
 
     return in_thread(get)
+
+
+def test_select_subprotocol_headers_and_a_bad_selector(serve):
+    def choose(request, offered):
+        return "b" if "b" in offered else None
+
+    def bad(request, offered):
+        return "not-offered"
+
+    def app(environ, start_response):
+        ws = environ["wsgi.websocket"]
+        ws.send(f"{ws.protocol}|{ws.request.header('X-Hello')}")
+        return []
+
+    handler = gws.wsgi.WebSocketHandler.configure(
+        select_subprotocol=choose, headers=[("X-Served-By", "gws.wsgi")]
+    )
+    server = serve(app, handler)
+    res, read, write = gws.connect(
+        server.url(), subprotocol=["a", "b"], headers=[("X-Hello", "there")]
+    )
+    assert res, read
+    assert res.subprotocol == "b"
+    assert ("X-Served-By", "gws.wsgi") in res.headers
+    assert read().payload == "b|there"
+
+    broken = serve(app, gws.wsgi.WebSocketHandler.configure(select_subprotocol=bad))
+    res, error, _ = gws.connect(broken.url(), subprotocol=["a"])
+    assert res is None and "500" in error
+
+
+def test_process_request_answers_plain_http_on_a_websocket_path(serve, caplog):
+    def health(request):
+        if request.path == "/health":
+            return 200, [("X-Check", "ok")], "healthy\n"
+        return None
+
+    handler = gws.wsgi.WebSocketHandler.configure(process_request=health)
+    server = serve(flask_app.app, handler)
+    with caplog.at_level(logging.INFO, logger="gws"):
+        code, headers, body = raw_exchange(
+            server.port, build_request("127.0.0.1", "/health", make_key())
+        )
+    assert (code, headers["x-check"], body) == (200, "ok", b"healthy\n")
+    assert any("refused WebSocket upgrade" in r.getMessage() for r in caplog.records)
+    res, read, write = gws.connect(server.url("/echo"))
+    assert res, read
+    write.close()
+
+
+def test_websocket_server_takes_websocket_options_as_keywords(serve):
+    handle = serve(None)
+    handle.stop()
+    server = gws.wsgi.WebSocketServer(
+        ("127.0.0.1", 0), flask_app.app, origins=["http://ok.test"], log=None
+    )
+    server.set_spawn(handle.pool)
+    server.start()
+    handle.server = server
+    url = f"ws://127.0.0.1:{server.server_port}/echo"
+    res, error, _ = gws.connect(url, headers=[("Origin", "http://evil.test")])
+    assert res is None and "403" in error
+    res, read, write = gws.connect(url, headers=[("Origin", "http://ok.test")])
+    assert res, read
+    write.close()
+
+
+def test_send_binary_flag_overrides_the_type(serve):
+    def app(environ, start_response):
+        ws = environ["wsgi.websocket"]
+        ws.send("as binary", binary=True)
+        ws.send("snow ☃".encode(), binary=False)
+        ws.send(bytearray(b"\x01\x02"))
+        ws.send(None)  # gevent-websocket: nothing is sent
+        ws.send(b"")
+        return []
+
+    server = serve(app)
+    res, read, write = gws.connect(server.url())
+    assert res, read
+    got = [(m.opcode, m.payload) for m in read]
+    assert got == [
+        (gws.OP_BINARY, b"as binary"),
+        (gws.OP_TEXT, "snow ☃"),
+        (gws.OP_BINARY, b"\x01\x02"),
+        (gws.OP_BINARY, b""),
+    ]
+    assert read.close_code == 1000
+
+
+def test_many_clients_at_once(flask_server):
+    def one(i: int) -> Any:
+        res, read, write = gws.connect(flask_server.url("/echo"))
+        assert res, read
+        for j in range(5):
+            write(f"{i}:{j}")
+            assert read().payload == f"{i}:{j}"
+        write.close()
+        return i
+
+    jobs = [gevent.spawn(one, i) for i in range(50)]
+    gevent.joinall(jobs, timeout=30, raise_error=True)
+    assert sorted(j.value for j in jobs) == list(range(50))
+    assert flask_server.wait_idle()
+    assert flask_server.server.clients == {}
