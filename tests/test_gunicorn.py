@@ -72,15 +72,17 @@ class Gunicorn:
             stdin=subprocess.DEVNULL,
             cwd=TESTS_DIR,
         )
-        self.wait_ready()
 
     def url(self, path: str = "/", scheme: str = "ws") -> str:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def wait_ready(self) -> None:
         """Block until the worker answers HTTP (bounded by BOOT_TIMEOUT)."""
-        with urllib.request.urlopen(self.url("/", "http"), timeout=BOOT_TIMEOUT) as resp:
-            assert resp.status == 200, self.output()
+        try:
+            with urllib.request.urlopen(self.url("/", "http"), timeout=BOOT_TIMEOUT) as resp:
+                assert resp.status == 200, self.output()
+        except OSError as exc:
+            raise AssertionError(f"gunicorn did not answer ({exc}):\n{self.output()}") from exc
 
     def output(self) -> str:
         self.log.flush()
@@ -103,6 +105,7 @@ class Gunicorn:
 def gunicorn_app(tmp_path_factory) -> Iterator[Gunicorn]:
     server = Gunicorn("flask_app:app", str(tmp_path_factory.mktemp("gunicorn") / "app.log"))
     try:
+        server.wait_ready()
         yield server
     finally:
         server.stop()
@@ -112,6 +115,7 @@ def gunicorn_app(tmp_path_factory) -> Iterator[Gunicorn]:
 def gunicorn_sockets(tmp_path_factory) -> Iterator[Gunicorn]:
     server = Gunicorn("flask_app:sockets", str(tmp_path_factory.mktemp("gunicorn") / "ws.log"))
     try:
+        server.wait_ready()
         yield server
     finally:
         server.stop()
