@@ -365,6 +365,9 @@ class WebSocketHandler(WSGIHandler):
     # -- the upgrade -----------------------------------------------------------
 
     def _is_websocket_request(self) -> bool:
+        environ = self.environ or {}
+        if "websocket" not in environ.get("HTTP_UPGRADE", "").lower():
+            return False  # the common case, a plain request, decided without a header scan
         upgrade = split_tokens(header_values(self._request_headers(), "Upgrade"))
         return any(token.lower() == "websocket" for token in upgrade)
 
