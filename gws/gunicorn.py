@@ -21,11 +21,12 @@ from typing import Type
 from gunicorn.workers.ggevent import (  # type: ignore[import-untyped]
     GeventPyWSGIWorker,
     PyWSGIHandler,
+    PyWSGIServer,
 )
 
-from .wsgi import WebSocketHandler
+from .wsgi import WebSocketHandler, close_websockets
 
-__all__ = ["GeventWebSocketWorker", "GunicornWebSocketHandler"]
+__all__ = ["GeventWebSocketWorker", "GunicornWebSocketHandler", "GunicornWebSocketServer"]
 
 
 class GunicornWebSocketHandler(WebSocketHandler, PyWSGIHandler):  # type: ignore[misc]
@@ -33,7 +34,18 @@ class GunicornWebSocketHandler(WebSocketHandler, PyWSGIHandler):  # type: ignore
     environ keys (``gunicorn.sock``, ``RAW_URI``)."""
 
 
+class GunicornWebSocketServer(PyWSGIServer):  # type: ignore[misc]
+    """gunicorn's pywsgi server; when the worker stops accepting (SIGTERM,
+    a reload, ``--max-requests``), every open WebSocket is closed with 1001
+    (going away), so the apps return within gunicorn's graceful timeout."""
+
+    def close(self) -> None:
+        super().close()
+        close_websockets(self)
+
+
 class GeventWebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]
     """gunicorn's ``GeventPyWSGIWorker`` with the gws WebSocket handler."""
 
+    server_class = GunicornWebSocketServer
     wsgi_handler: Type[WebSocketHandler] = GunicornWebSocketHandler

@@ -36,6 +36,7 @@ from typing import (
     Union,
 )
 
+import gevent
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from .connection import Connection
@@ -70,6 +71,7 @@ __all__ = [
     "Resource",
     "WebSocketApplication",
     "Client",
+    "close_websockets",
     "HANDSHAKE_OPTIONS",
     "check_options",
 ]
@@ -117,8 +119,32 @@ class Client:
         self.address = address
         self.ws = ws
 
+    @property
+    def connection(self) -> Connection:
+        """The connection, so ``gws.broadcast(server.clients.values(), msg)`` works."""
+        return self.ws.connection
+
     def __repr__(self) -> str:
         return f"<gws.wsgi.Client {self.address!r}>"
+
+
+def close_websockets(server: Any, code: int = 1001, reason: str = "going away") -> List[Any]:
+    """Start the close handshake, with ``code``, on every WebSocket that
+    ``server`` (a pywsgi server using :class:`WebSocketHandler`) has open;
+    return the greenlets doing it. Each app's ``receive()`` then returns
+    None, so its handler ends; every close is bounded by ``close_timeout``.
+    """
+    clients = list(getattr(server, "clients", {}).values())
+    return [gevent.spawn(_going_away, client.ws, code, reason) for client in clients]
+
+
+def _going_away(ws: WebSocket, code: int, reason: str) -> None:
+    if ws.closed:  # closing already
+        return
+    try:
+        ws.close(code, reason)
+    except (WebSocketError, OSError) as exc:
+        log.debug("closing %r with %s failed: %s", ws, code, exc)
 
 
 class _NoApp:
@@ -568,6 +594,13 @@ class WebSocketServer(WSGIServer):
             kwargs["handler_class"] = base.configure(**options)
         self.clients: Dict[Any, Client] = {}
         super().__init__(*args, **kwargs)
+
+    def close(self) -> None:
+        """Stop accepting, and close every open WebSocket with 1001 (going
+        away); ``stop(timeout)`` (which calls this first) then waits up to
+        ``timeout`` s for the apps to return before killing them."""
+        super().close()
+        close_websockets(self)
 
 
 class WebSocketApp:

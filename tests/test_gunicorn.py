@@ -212,3 +212,21 @@ def test_route_hooks_under_gunicorn(gunicorn_sockets):
     with pytest.raises(websocket.WebSocketBadStatusException) as unrouted:
         websocket.create_connection(gunicorn_sockets.url("/ws/nowhere"), timeout=30)
     assert unrouted.value.status_code == 404
+
+
+def test_gunicorn_graceful_stop_closes_websockets_with_1001(tmp_path):
+    sync_client = pytest.importorskip("websockets.sync.client")
+    exceptions = pytest.importorskip("websockets.exceptions")
+    server = Gunicorn("flask_app:app", str(tmp_path / "stop.log"))
+    try:
+        server.wait_ready()
+        with sync_client.connect(server.url("/echo"), open_timeout=30) as ws:
+            ws.send("before the stop")
+            assert ws.recv(timeout=30) == "before the stop"
+            server.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(exceptions.ConnectionClosedOK) as closed:
+                ws.recv(timeout=30)
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "going away")
+        assert server.proc.wait(timeout=30) == 0, server.output()
+    finally:
+        server.stop()

@@ -739,3 +739,49 @@ def test_many_clients_at_once(flask_server):
     assert sorted(j.value for j in jobs) == list(range(50))
     assert flask_server.wait_idle()
     assert flask_server.server.clients == {}
+
+
+def test_websocket_server_stop_closes_open_websockets_with_1001(serve):
+    handle = serve(None)
+    handle.stop()
+    server = gws.wsgi.WebSocketServer(("127.0.0.1", 0), flask_app.app, log=None)
+    server.set_spawn(handle.pool)
+    server.start()
+    handle.server = server
+    url = f"ws://127.0.0.1:{server.server_port}/echo"
+    clients = [gws.connect(url) for _ in range(3)]
+    for res, read, write in clients:
+        assert res, read
+        write("hello")
+        assert read().payload == "hello"
+    stopper = gevent.spawn(server.stop, 5)
+    for _, read, _ in clients:
+        assert read() is None
+        assert (read.close_code, read.close_reason, read.error) == (1001, "going away", None)
+    stopper.join(10)
+    assert stopper.successful()
+    assert handle.wait_idle()
+    assert server.clients == {}
+
+
+def test_broadcast_to_the_servers_clients(serve):
+    def app(environ, start_response):
+        ws = environ["wsgi.websocket"]
+        for message in ws:
+            if message.payload == "ready":  # this app is in server.clients by now
+                ws.send("registered")
+            else:
+                gws.broadcast(ws.handler.server.clients.values(), message.payload)
+        return []
+
+    server = serve(app)
+    clients = [gws.connect(server.url()) for _ in range(4)]
+    for res, read, write in clients:
+        assert res, read
+        write("ready")
+        assert read().payload == "registered"
+    clients[0][2]("to everyone")
+    for _, read, _ in clients:
+        assert read().payload == "to everyone"
+    for _, _, write in clients:
+        write.close()
