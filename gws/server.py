@@ -147,6 +147,7 @@ def accept(
     if origins is not None:
         origins = list(origins)
     deadline = Deadline(None if timeout is None else timeout / 1000.0)
+    answered = False
     with deadline:
         if isinstance(sock, (ssl.SSLSocket, gssl.SSLSocket)) and not getattr(
             sock, "do_handshake_on_connect", True
@@ -164,7 +165,11 @@ def accept(
             _reject(sock, exc.status or 400, str(exc))
             raise
         request = Request(target, req_headers, None, None, address, method)
-        _answer_hooks(sock, request, process_request, origins)
+        refused = _hook_answer(request, process_request, origins)
+        if refused is not None:
+            answered = True  # from here on, a timeout cannot send a 408 as well
+            sock.sendall(render_response(refused[0], method=method))
+            raise refused[1]
         try:
             key = check_request(method, req_headers)
             offered = split_tokens(header_values(req_headers, "Sec-WebSocket-Protocol"))
@@ -180,6 +185,8 @@ def accept(
             build_accept(key, subprotocol=chosen, extensions=ext_header, headers=list(headers))
         )
     if deadline.expired:
+        if answered:
+            raise HandshakeError("handshake timed out answering the hooks' response", 408)
         _reject(sock, 408, "opening handshake timed out")
         raise HandshakeError("handshake timed out", 408)
     deflate = PerMessageDeflate(params, is_client=False) if params else None
@@ -190,13 +197,13 @@ def accept(
     return request, Reader(conn), Writer(conn)
 
 
-def _answer_hooks(
-    sock: gsocket.socket,
+def _hook_answer(
     request: Request,
     process_request: Optional[ProcessRequest],
     origins: Optional[List[Optional[str]]],
-) -> None:
-    """Send what the hooks answer instead of a 101 and raise HandshakeError; or return."""
+) -> Optional[Tuple[HTTPResponse, HandshakeError]]:
+    """What the hooks answer instead of a 101, and the error accept() raises
+    once it is sent; None to go on with the upgrade."""
     refused = check_origin(request, origins)
     if refused is not None:
         origin = request.header("Origin")
@@ -206,16 +213,16 @@ def _answer_hooks(
         answer = run_hooks(request, process_request=process_request)
         why = "answered by process_request"
     if answer is None:
-        return
-    sock.sendall(render_response(answer, method=request.method))
+        return None
     path = request.path.split("?", 1)[0]
     assert isinstance(answer.body, bytes)
-    raise HandshakeError(
+    error = HandshakeError(
         f"{request.method} {path[:200]}: {why} with {response_status(answer.status)}",
         answer.status,
         list(answer.headers),
         answer.body,
     )
+    return answer, error
 
 
 def _reject(sock: gsocket.socket, status: int, message: str) -> None:

@@ -710,6 +710,19 @@ def test_broken_process_request_answers_500_and_the_server_goes_on(make_server, 
         assert ws.recv().payload == "alive"
 
 
+def test_a_slow_process_request_runs_inside_the_handshake_timeout(make_server):
+    never = Event()
+
+    def slow(request):
+        never.wait(10)  # a hook stuck on a slow backend
+
+    server = make_server(gws.echo, process_request=slow, timeout=200)
+    reply = raw_exchange(server.port, UPGRADE + b"\r\n")
+    assert reply.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), reply
+    assert b"101" not in reply.split(b"\r\n", 1)[0]
+    assert server.wait_idle(5)
+
+
 @pytest.mark.parametrize(
     "options",
     [
