@@ -785,3 +785,29 @@ def test_broadcast_to_the_servers_clients(serve):
         assert read().payload == "to everyone"
     for _, _, write in clients:
         write.close()
+
+
+def test_resource_routes_by_regex_and_offers_the_apps_protocol(serve):
+    class Echo(gws.wsgi.WebSocketApplication):
+        protocol_name_value = "echo.v1"
+        opened: list = []
+
+        def on_open(self):
+            self.opened.append(self.ws.path)
+
+    def hello(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    server = serve(gws.wsgi.Resource([("^/ws", Echo), ("^/hello", hello)]))
+    res, read, write = gws.connect(server.url("/ws/x"), subprotocol=["echo.v1"])
+    assert res, read
+    assert res.subprotocol == "echo.v1"
+    write("round trip")
+    assert read().payload == "round trip"
+    write.close()
+    assert Echo.opened == ["/ws/x"]
+    assert http_get(server.url("/hello", "http")) == (200, b"hello")
+    assert http_get(server.url("/nothing", "http"))[0] == 404
+    res, error, _ = gws.connect(server.url("/hello"))  # no WebSocket app there: plain HTTP
+    assert res is None and "200" in error
