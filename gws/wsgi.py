@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+from types import MappingProxyType
 from typing import (
     Any,
     Callable,
@@ -347,8 +348,8 @@ class WebSocketHandler(WSGIHandler):
     never with a 101.
     """
 
-    #: Handshake and wrap_io options, as :meth:`configure` takes them.
-    websocket_options: Mapping[str, Any] = {}
+    #: Handshake and wrap_io options, as :meth:`configure` takes them (read-only).
+    websocket_options: Mapping[str, Any] = MappingProxyType({})
     #: The class of ``environ["wsgi.websocket"]``.
     websocket_class: Type[WebSocket] = WebSocket
 
@@ -369,7 +370,7 @@ class WebSocketHandler(WSGIHandler):
         """
         merged = dict(cls.websocket_options)
         merged.update(check_options(options))
-        return type(cls.__name__, (cls,), {"websocket_options": merged})
+        return type(cls.__name__, (cls,), {"websocket_options": MappingProxyType(merged)})
 
     # -- pywsgi hooks ----------------------------------------------------------
 
