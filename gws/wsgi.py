@@ -6,7 +6,10 @@ request is validated and answered ``101`` by gws's sans-I/O handshake code,
 then ``app(environ, start_response)`` runs with ``environ["wsgi.websocket"]``
 set to a :class:`WebSocket` (gevent-websocket's API plus gws's ``read`` /
 ``write``). When the app returns, the connection is closed with 1000, or
-with 1011 if the app raised. Every other request is plain WSGI.
+with 1011 if the app raised (or answered a 5xx after the upgrade, as Flask
+does for a failing view). Every other request is plain WSGI.
+:func:`close_websockets` closes a server's open WebSockets with 1001 (what
+``WebSocketServer.stop()`` and the gunicorn worker do when they stop).
 
 Options (the ``gws.accept`` handshake options and the ``wrap_io`` options,
 durations in ms) come from :meth:`WebSocketHandler.configure`, and per path
@@ -84,6 +87,8 @@ HANDSHAKE_OPTIONS = frozenset(
     ("subprotocols", "compression", "headers", "process_request", "origins", "select_subprotocol")
 )
 
+_SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's example key
+
 WSGIApp = Callable[[Dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 WebSocketView = Callable[["WebSocket"], Any]
 
@@ -106,9 +111,12 @@ def check_options(options: Mapping[str, Any]) -> Dict[str, Any]:
     check_hook_options(
         opts.get("process_request"), opts.get("origins"), opts.get("select_subprotocol")
     )
-    for name, value in opts.get("headers", ()):
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise ValueError("option headers must be (name, value) pairs of str")
+    headers = opts.get("headers", ())
+    if isinstance(headers, (str, bytes)) or not all(
+        isinstance(pair, tuple) and len(pair) == 2 for pair in headers
+    ):
+        raise ValueError("option headers must be a list of (name, value) pairs of str")
+    build_accept(_SAMPLE_KEY, headers=headers)  # ValueError for a bad name or value, now
     return opts
 
 

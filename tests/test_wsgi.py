@@ -428,6 +428,12 @@ def test_configure_checks_options_at_once():
         gws.wsgi.WebSocketApp(compression="brotli")
     with pytest.raises(ValueError, match="max_size"):
         gws.wsgi.WebSocketServer(("127.0.0.1", 0), flask_app.app, max_size=-1)
+    with pytest.raises(ValueError, match="header"):
+        gws.wsgi.WebSocketHandler.configure(headers=[("X-Bad", "line\r\nbreak")])
+    with pytest.raises(ValueError, match="headers"):
+        gws.wsgi.WebSocketHandler.configure(headers="X-A: b")
+    with pytest.raises(ValueError, match="process_request"):
+        gws.wsgi.WebSocketApp().route("/x", process_request="nope")
     configured = gws.wsgi.WebSocketHandler.configure(heartbeat=1000).configure(max_size=10)
     assert configured.websocket_options == {"heartbeat": 1000, "max_size": 10}
     assert gws.wsgi.WebSocketHandler.websocket_options == {}
