@@ -384,6 +384,16 @@ class WSGIServerHandle:
         )
         self.server.start()
 
+    @classmethod
+    def adopt(cls, server: Any) -> WSGIServerHandle:
+        """Handle a server built elsewhere (not started yet; on 127.0.0.1 port 0)."""
+        handle = cls.__new__(cls)
+        handle.pool = Pool()
+        server.set_spawn(handle.pool)
+        server.start()
+        handle.server = server
+        return handle
+
     @property
     def port(self) -> int:
         return self.server.server_port

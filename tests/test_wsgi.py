@@ -45,13 +45,21 @@ websocket = pytest.importorskip("websocket")  # websocket-client
 @pytest.fixture
 def serve() -> Iterator[Any]:
     """``serve(app, handler_class=None, **server_kwargs)`` -> a started
-    WSGIServerHandle; all are stopped at teardown, the test bounded to 60 s."""
+    WSGIServerHandle, ``serve.adopt(server)`` for a server built by the code
+    under test; all are stopped at teardown, the test bounded to 60 s."""
     handles = []
 
     def start(app: Any, handler_class: Any = None, **kwargs: Any) -> WSGIServerHandle:
         handle = WSGIServerHandle(app, handler_class, **kwargs)
         handles.append(handle)
         return handle
+
+    def adopt(server: Any) -> WSGIServerHandle:
+        handle = WSGIServerHandle.adopt(server)
+        handles.append(handle)
+        return handle
+
+    start.adopt = adopt  # type: ignore[attr-defined]
 
     with gevent.Timeout(60):
         try:
@@ -542,12 +550,8 @@ def test_gws_client_against_the_flask_app_leaves_nothing_behind(flask_server):
 def test_gevent_websocket_chat_example_ported_with_one_import_change(serve):
     import gevent_websocket_app
 
-    handle = serve(None)  # replaced below by the example's own WebSocketServer
-    handle.stop()
     server = gevent_websocket_app.chat_server(("127.0.0.1", 0))
-    server.set_spawn(handle.pool)
-    server.start()
-    handle.server = server
+    handle = serve.adopt(server)
     url = f"ws://127.0.0.1:{server.server_port}/chat"
 
     def run() -> Any:
@@ -578,12 +582,8 @@ def test_gevent_websocket_chat_example_ported_with_one_import_change(serve):
 def test_gevent_websocket_pywsgi_example_ported_with_one_import_change(serve):
     import gevent_websocket_app
 
-    handle = serve(None)
-    handle.stop()
     server = gevent_websocket_app.echo_server(("127.0.0.1", 0))
-    server.set_spawn(handle.pool)
-    server.start()
-    handle.server = server
+    serve.adopt(server)
 
     def run() -> Any:
         ws = websocket.create_connection(f"ws://127.0.0.1:{server.server_port}/", timeout=10)
@@ -691,14 +691,10 @@ def test_process_request_answers_plain_http_on_a_websocket_path(serve, caplog):
 
 
 def test_websocket_server_takes_websocket_options_as_keywords(serve):
-    handle = serve(None)
-    handle.stop()
     server = gws.wsgi.WebSocketServer(
         ("127.0.0.1", 0), flask_app.app, origins=["http://ok.test"], log=None
     )
-    server.set_spawn(handle.pool)
-    server.start()
-    handle.server = server
+    serve.adopt(server)
     url = f"ws://127.0.0.1:{server.server_port}/echo"
     res, error, _ = gws.connect(url, headers=[("Origin", "http://evil.test")])
     assert res is None and "403" in error
@@ -748,12 +744,8 @@ def test_many_clients_at_once(flask_server):
 
 
 def test_websocket_server_stop_closes_open_websockets_with_1001(serve):
-    handle = serve(None)
-    handle.stop()
     server = gws.wsgi.WebSocketServer(("127.0.0.1", 0), flask_app.app, log=None)
-    server.set_spawn(handle.pool)
-    server.start()
-    handle.server = server
+    handle = serve.adopt(server)
     url = f"ws://127.0.0.1:{server.server_port}/echo"
     clients = [gws.connect(url) for _ in range(3)]
     for res, read, write in clients:
