@@ -230,3 +230,19 @@ def test_gunicorn_graceful_stop_closes_websockets_with_1001(tmp_path):
         assert server.proc.wait(timeout=30) == 0, server.output()
     finally:
         server.stop()
+
+
+def test_django_app_under_gunicorn(tmp_path):
+    pytest.importorskip("django")
+    server = Gunicorn("django_app:application", str(tmp_path / "django.log"))
+    try:
+        server.wait_ready()
+        assert http_get(server.url("/", "http")) == (200, b"hello from django")
+        ws = websocket.create_connection(server.url("/echo"), timeout=30)
+        try:
+            ws.send("django under gunicorn")
+            assert ws.recv() == "django under gunicorn"
+        finally:
+            ws.close()
+    finally:
+        server.stop()

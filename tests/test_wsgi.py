@@ -809,3 +809,30 @@ def test_resource_routes_by_regex_and_offers_the_apps_protocol(serve):
     assert http_get(server.url("/nothing", "http"))[0] == 404
     res, error, _ = gws.connect(server.url("/hello"))  # no WebSocket app there: plain HTTP
     assert res is None and "200" in error
+
+
+def test_django_app_websocket_view_and_http_route(serve):
+    pytest.importorskip("django")
+    import django_app
+
+    server = serve(django_app.application)
+    assert http_get(server.url("/", "http")) == (200, b"hello from django")
+    assert http_get(server.url("/echo", "http")) == (400, b"WebSocket expected here\n")
+
+    def run() -> Any:
+        ws = websocket.create_connection(server.url("/echo"), timeout=10)
+        try:
+            ws.send("from websocket-client")
+            text = ws.recv()
+            ws.send_binary(b"\x00\x01")
+            return text, ws.recv_data()
+        finally:
+            ws.close()
+
+    assert in_thread(run) == ("from websocket-client", (websocket.ABNF.OPCODE_BINARY, b"\x00\x01"))
+    res, read, write = gws.connect(server.url("/echo"))
+    assert res, read
+    assert "permessage-deflate" in res.extensions
+    write("compressed " * 50)
+    assert read().payload == "compressed " * 50
+    write.close()
