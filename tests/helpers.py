@@ -419,3 +419,70 @@ class PProxy:
         self.proc.wait(timeout=10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+# -- WSGI servers and blocking clients (tests/test_wsgi.py, test_gunicorn.py, test_browser.py) --
+
+
+class WSGIServerHandle:
+    """A started ``gevent.pywsgi.WSGIServer`` on 127.0.0.1 (port 0) whose
+    connection greenlets run in a Pool, so a test can wait for them."""
+
+    def __init__(self, app: Any, handler_class: Any = None, **kwargs: Any) -> None:
+        from gevent.pywsgi import WSGIServer
+
+        import gws.wsgi
+
+        self.pool = Pool()
+        self.server = WSGIServer(
+            ("127.0.0.1", 0),
+            app,
+            handler_class=handler_class or gws.wsgi.WebSocketHandler,
+            spawn=self.pool,
+            log=None,
+            **kwargs,
+        )
+        self.server.start()
+
+    @classmethod
+    def adopt(cls, server: Any) -> WSGIServerHandle:
+        """Handle a server built elsewhere (not started yet; on 127.0.0.1 port 0)."""
+        handle = cls.__new__(cls)
+        handle.pool = Pool()
+        server.set_spawn(handle.pool)
+        server.start()
+        handle.server = server
+        return handle
+
+    @property
+    def port(self) -> int:
+        return self.server.server_port
+
+    def url(self, path: str = "/", scheme: str = "ws") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        return self.pool.join(timeout=timeout)
+
+    def stop(self) -> None:
+        self.server.stop(timeout=1)
+
+
+def in_thread(fn: Callable[..., Any], *args: Any, timeout: float = 30.0) -> Any:
+    """Run a blocking (non-gevent) client in a real OS thread of gevent's
+    pool while this thread's hub goes on serving; its result, or its
+    exception re-raised here; gevent.Timeout after ``timeout`` seconds."""
+    return gevent.get_hub().threadpool.spawn(fn, *args).get(timeout=timeout)
+
+
+def run_node(script: str, *args: str, timeout: float = 60.0) -> Any:
+    """Run ``node tests/node/<script> args...`` with gevent.subprocess (the
+    hub serves meanwhile); the CompletedProcess. Killed after ``timeout``."""
+    import gevent.subprocess
+
+    return gevent.subprocess.run(
+        ["node", os.path.join(NODE_DIR, script), *args],
+        stdout=gevent.subprocess.PIPE,
+        stderr=gevent.subprocess.PIPE,
+        timeout=timeout,
+        cwd=NODE_DIR,
+    )
