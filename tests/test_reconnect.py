@@ -267,3 +267,22 @@ def test_should_retry_policy() -> None:
     )  # we failed it: the peer's bug
     assert not should_retry(gws.ConnectionClosed(1008, "", None, "peer"))
     assert not should_retry(ValueError("not a network error"))
+
+
+def test_a_connection_left_open_is_replaced_at_once_and_close_ends_the_loop(
+    echo_server, no_leaks
+) -> None:
+    sleeps = Sleeps()
+    opened = []
+    with no_leaks(), gevent.Timeout(20):
+        with gws.reconnecting(f"ws://127.0.0.1:{echo_server}/", sleep=sleeps) as loop:
+            for ws in loop:
+                opened.append(ws)
+                ws.send("x")
+                assert ws.recv().payload == "x"
+                if len(opened) == 3:
+                    break  # leaving the with block closes this one
+        assert all(ws.closed for ws in opened) and sleeps.delays == []
+        assert [ws.close_code for ws in opened] == [1000, 1000, 1000]
+        with pytest.raises(StopIteration):
+            next(loop)
