@@ -12,6 +12,7 @@ A Python port of the Lua library coro-websocket 3.1.0::
 and a Pythonic face: ``with gws.open(url) as ws: ws.send("hi"); ws.recv()``.
 """
 
+from . import threaded as threaded  # gws.threaded.hub_thread() after a plain "import gws"
 from .broadcast import broadcast
 from .client import CONNECT_OPTIONS, Response, WebSocket, connect
 from .client import open as open  # noqa: A004 - gws.open, kept out of __all__

@@ -150,10 +150,9 @@ class Connection:
         self._thread = _get_ident()
         self._close_timer: Optional[_TimerWatcher] = None
         self._initiator: Optional[str] = None  # "local" once close() sent the first close frame
-        self._pings: List[Pong] = []  # unanswered pings, oldest first
+        self._pings: Optional[List[Pong]] = None  # unanswered pings, oldest first
         self._ping_count = 0
         self.latency: Optional[float] = None  # ms, the last ping's round trip
-        protocol.on_pong = self._pong_received
         if initial:
             protocol.buffer(initial)  # parsed by the first read, which sends what it owes
 
@@ -425,6 +424,11 @@ class Connection:
             return None
         pong = Pong(self, frame.payload)  # type: ignore[arg-type]
         pings = self._pings
+        if pings is None:
+            # Created with the first ping, so a connection that never pings
+            # carries no list and no conn -> protocol -> conn cycle.
+            pings = self._pings = []
+            self.protocol.on_pong = self._pong_received
         pings.append(pong)  # first: a reader may see the pong while the ping is written
         try:
             with self.write_lock:
@@ -451,6 +455,8 @@ class Connection:
         """A pong answers the ping with its payload, and every older one
         (RFC 6455 5.5.3: a peer may answer only the latest)."""
         pings = self._pings
+        if pings is None:
+            return
         for i, pong in enumerate(pings):
             if pong.payload == payload:
                 now = monotonic()
@@ -700,8 +706,10 @@ class Connection:
         if heartbeat is not None:
             heartbeat.stop()
         pings = self._pings
-        while pings:  # their wait() ends with ConnectionClosed
-            pings.pop()._event.set()
+        if pings is not None:
+            self.protocol.on_pong = None  # breaks the cycle through the protocol
+            while pings:  # their wait() ends with ConnectionClosed
+                pings.pop()._event.set()
         self._end_handwritten()  # wake writers waiting for an unfinished message
         try:
             self.raw_write(None)

@@ -21,8 +21,9 @@ the caller waits for its result:
 
 A call interrupted in the caller (KeyboardInterrupt, a ``gevent.Timeout``)
 is cancelled on the hub thread: the greenlet running it is killed (the
-connection's own interruption rules apply there) and a message it had
-already taken goes back to the head of the queue, so nothing is lost.
+connection's own interruption rules apply there). Receiving takes no trip
+to the hub thread: callers take messages from the read-ahead queue
+directly, and an interrupted receive gives back a message handed to it.
 
 Messages are read ahead into a queue of at most :data:`QUEUE_SIZE`; while
 it is full the reader pauses, so a program that stops receiving never
@@ -86,7 +87,7 @@ def _noop() -> None:
 class _Call:
     """One call marshalled onto the hub thread, and how its caller waits."""
 
-    __slots__ = ("fn", "args", "value", "error", "lock", "waiter", "loop", "task", "state", "undo")
+    __slots__ = ("fn", "args", "value", "error", "lock", "waiter", "loop", "task", "state")
 
     def __init__(self, fn: Callable[..., Any], args: Tuple[Any, ...]) -> None:
         self.fn = fn
@@ -98,7 +99,6 @@ class _Call:
         self.loop: Any = None  # ... and that hub's loop
         self.task: Optional[greenlet.greenlet] = None
         self.state = 0  # 0 running, 1 done, 2 cancelled by the caller
-        self.undo: Optional[Callable[[Any], None]] = None  # gives a cancelled result back
 
     def run(self) -> None:
         try:
@@ -106,8 +106,6 @@ class _Call:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, GreenletExit too
             self.error = exc
         if self.state == 2:
-            if self.error is None and self.undo is not None:
-                self.undo(self.value)
             return
         self.state = 1
         if self.lock is not None:
@@ -146,22 +144,13 @@ class HubThread:
         """Whether the caller runs on the hub thread."""
         return bool(_get_ident() == self.ident)
 
-    def call(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        undo: Optional[Callable[[Any], None]] = None,
-    ) -> Any:
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` in a new greenlet on the hub thread and return
-        its result (or raise its exception) in the calling thread.
-
-        ``undo(result)`` runs on the hub thread when the caller was
-        interrupted but ``fn`` finished anyway (to give back a message).
-        """
+        its result (or raise its exception) in the calling thread. When the
+        caller is interrupted, the greenlet is killed (if still running)."""
         if _get_ident() == self.ident:
             return fn(*args)
         job = _Call(fn, args)
-        job.undo = undo
         hub = get_hub_if_exists()
         if hub is None and is_module_patched("threading"):
             hub = gevent.get_hub()  # "threads" are greenlets: never block their hub
@@ -204,9 +193,6 @@ class HubThread:
             task = job.task
             if task is not None and not task.dead:
                 task.throw(greenlet.GreenletExit)  # runs there at once; we are the hub
-        elif job.state == 1 and job.error is None and job.undo is not None:
-            job.state = 2
-            job.undo(job.value)  # finished just as the caller gave up: give it back
 
 
 _hub: Optional[HubThread] = None
@@ -238,72 +224,175 @@ def hub_thread() -> HubThread:
     return hub
 
 
+class _Taker:
+    """One caller waiting in :meth:`_Inbox.get`, woken the way its thread
+    waits (see :meth:`HubThread.call`)."""
+
+    __slots__ = ("msg", "given", "lock", "waiter", "loop", "threadsafe")
+
+    def __init__(self) -> None:
+        self.msg: Optional[Message] = None
+        self.given = False  # a message (or the end) was handed over
+        self.lock: Any = None
+        self.waiter: Optional[Waiter[None]] = None
+        self.loop: Any = None
+        self.threadsafe = True
+
+    def wake(self) -> None:
+        """Called with the inbox's mutex held, on the hub thread."""
+        self.given = True
+        if self.lock is not None:
+            self.lock.release()
+        elif self.threadsafe:
+            self.loop.run_callback_threadsafe(self.waiter.switch, None)  # type: ignore[union-attr]
+        else:
+            self.loop.run_callback(self.waiter.switch, None)  # type: ignore[union-attr]
+
+
 class _Inbox:
-    """Hub-thread side of a thread-mode connection: a reader greenlet that
-    keeps reading into a bounded queue of messages."""
+    """A thread-mode connection's messages: a reader greenlet on the hub
+    thread reads ahead into a bounded queue, and callers in any thread take
+    from it directly (a message already there costs no trip to the hub
+    thread; one still to come is handed straight to the waiting caller)."""
 
-    __slots__ = ("conn", "messages", "eof", "_arrived", "_space", "reader")
+    __slots__ = (
+        "conn",
+        "messages",
+        "eof",
+        "reader",
+        "_hub",
+        "_mutex",
+        "_takers",
+        "_space",
+        "_paused",
+    )
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, hub: HubThread) -> None:
         self.conn = conn
         self.messages: Deque[Message] = collections.deque()
         self.eof = False
-        self._arrived = Event()
-        self._space = Event()
-        self._space.set()
+        self._hub = hub
+        self._mutex = _allocate_lock()  # messages, eof, _takers, _paused
+        self._takers: Deque[_Taker] = collections.deque()
+        self._space = Event()  # hub thread: set when the paused reader may go on
+        self._paused = False
         conn.closed.rawlink(lambda _: self._space.set())  # a paused reader drains and ends
         self.reader = gevent.spawn(self._read_ahead)
 
     def _read_ahead(self) -> None:
         conn = self.conn
-        messages = self.messages
         closed = conn.closed
+        mutex = self._mutex
         while True:
-            while len(messages) >= QUEUE_SIZE and not closed.is_set():
-                self._space.clear()
+            with mutex:
+                pause = len(self.messages) >= QUEUE_SIZE and not closed.is_set()
+                if pause:
+                    self._paused = True
+                    self._space.clear()
+            if pause:
                 self._space.wait()
+                continue
             try:
                 msg = conn.read()
             except Exception as exc:  # noqa: BLE001 - never a stray exception in a greenlet
                 conn.abort(exc)
                 msg = None
-            if msg is None:
-                self.eof = True
-                self._arrived.set()
-                return
-            messages.append(msg)
-            self._arrived.set()
+            with mutex:
+                if msg is None:
+                    self.eof = True
+                    while self._takers:
+                        self._takers.popleft().wake()
+                    return
+                self._deliver(msg)
+
+    def _deliver(self, msg: Message) -> None:
+        # Hold the mutex.
+        if self._takers:
+            taker = self._takers.popleft()
+            taker.msg = msg
+            taker.wake()
+        else:
+            self.messages.append(msg)
 
     def get(self, timeout: Optional[float]) -> Optional[Message]:
-        """The next message (None once closed); ``timeout`` in seconds
-        raises :class:`ReceiveTimeout`."""
-        messages = self.messages
-        if not messages and not self.eof:
-            timer = None if timeout is None else gevent.Timeout(timeout)
-            if timer is not None:
-                timer.start()
-            try:
-                while not messages and not self.eof:
-                    self._arrived.clear()
-                    self._arrived.wait()
-            except gevent.Timeout as exc:
-                if exc is not timer:
-                    raise
-                raise ReceiveTimeout(f"no message within {timeout * 1000:g} ms") from None  # type: ignore[operator]
-            finally:
-                if timer is not None:
-                    timer.close()
-        if not messages:
-            return None
-        msg = messages.popleft()
-        if len(messages) < QUEUE_SIZE:
-            self._space.set()
-        return msg
+        """The next message (None once closed), from any thread; ``timeout``
+        in seconds raises :class:`ReceiveTimeout`."""
+        with self._mutex:
+            if self.messages:
+                msg = self.messages.popleft()
+                if self._paused and len(self.messages) < QUEUE_SIZE:
+                    self._paused = False
+                    self._resume()
+                return msg
+            if self.eof:
+                return None
+            taker = _Taker()
+            hub = get_hub_if_exists()
+            if hub is None and is_module_patched("threading"):
+                hub = gevent.get_hub()
+            if hub is not None and greenlet.getcurrent() is not hub:
+                taker.waiter = Waiter(hub)
+                taker.loop = hub.loop
+                taker.threadsafe = not self._hub.current
+            else:
+                taker.lock = _allocate_lock()
+                taker.lock.acquire()
+            self._takers.append(taker)
+        try:
+            if taker.lock is not None:
+                woke = taker.lock.acquire(True, -1 if timeout is None else max(timeout, 0.0))
+            else:
+                woke = self._wait_cooperatively(taker, timeout)
+        except BaseException:
+            self._withdraw(taker, give_back=True)
+            raise
+        if not woke and not self._withdraw(taker, give_back=False):
+            raise ReceiveTimeout(f"no message within {timeout * 1000:g} ms")  # type: ignore[operator]
+        return taker.msg
 
-    def give_back(self, msg: Optional[Message]) -> None:
-        if msg is not None:
-            self.messages.appendleft(msg)
-            self._arrived.set()
+    def _wait_cooperatively(self, taker: _Taker, timeout: Optional[float]) -> bool:
+        loop = taker.loop
+        keepalive = loop.async_()  # the thread-safe wake-up alone would not keep the loop alive
+        keepalive.start(_noop)
+        timer = None if timeout is None else gevent.Timeout(max(timeout, 0.0))
+        if timer is not None:
+            timer.start()
+        try:
+            taker.waiter.get()  # type: ignore[union-attr]
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            return False
+        finally:
+            if timer is not None:
+                timer.close()
+            keepalive.close()
+        return True
+
+    def _withdraw(self, taker: _Taker, give_back: bool) -> bool:
+        """Take ``taker`` off the queue after a timeout or an interruption;
+        whether it had been given a message meanwhile (with ``give_back``,
+        that message goes back to the head of the queue)."""
+        with self._mutex:
+            if not taker.given:
+                self._takers.remove(taker)
+                return False
+            if give_back and taker.msg is not None:
+                msg, taker.msg = taker.msg, None
+                self.messages.appendleft(msg)
+                if self._takers:  # someone else is waiting: hand it on
+                    self._deliver(self.messages.popleft())
+        if taker.lock is not None and not give_back:
+            taker.lock.acquire()  # released by wake(); returns at once
+        return True
+
+    def _resume(self) -> None:
+        # Hold the mutex. Wake the paused reader on the hub thread.
+        hub = self._hub
+        if hub.current:
+            self._space.set()
+        else:
+            hub._loop.run_callback_threadsafe(self._space.set)
 
 
 def _error(conn: Connection) -> Optional[str]:
@@ -322,11 +411,8 @@ class ThreadReader(Reader):
 
     def __call__(self, timeout: Optional[float] = None) -> Optional[Message]:
         self.timed_out = False
-        inbox = self._inbox
         try:
-            msg: Optional[Message] = self._hub.call(
-                inbox.get, None if timeout is None else timeout / 1000.0, undo=inbox.give_back
-            )
+            msg = self._inbox.get(None if timeout is None else timeout / 1000.0)
         except ReceiveTimeout:
             self.timed_out = True
             return None
@@ -386,10 +472,7 @@ class ThreadWebSocket(WebSocket):
         self._hub.call(WebSocket.send, self, message)
 
     def recv(self, timeout: Optional[float] = None) -> Message:
-        inbox = self._inbox
-        msg: Optional[Message] = self._hub.call(
-            inbox.get, None if timeout is None else timeout / 1000.0, undo=inbox.give_back
-        )
+        msg = self._inbox.get(None if timeout is None else timeout / 1000.0)
         if msg is None:
             raise self._closed_error() from self._conn.exception
         return msg
@@ -426,7 +509,7 @@ def _wrap(
     result: Tuple[Any, Any, Any], hub: HubThread
 ) -> Tuple[Response, ThreadReader, ThreadWriter]:
     res, read, write = result
-    inbox = _Inbox(read.connection)
+    inbox = _Inbox(read.connection, hub)
     return res, ThreadReader(inbox, hub), ThreadWriter(read.connection, hub)
 
 

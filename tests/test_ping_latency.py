@@ -230,3 +230,22 @@ def test_websockets_peer_close_with_1012_says_so() -> None:
         assert read.error == "peer closed with 1012 (service restart): 'closing as asked'"
     finally:
         peer.kill()
+
+
+def test_a_closed_connection_that_pinged_is_freed_by_reference_counting(echo_server) -> None:
+    """The pong bookkeeping leaves no reference cycle behind once closed."""
+    import gc
+    import weakref
+
+    gc.collect()
+    gc.disable()
+    try:
+        ws = gws.open(port=echo_server)
+        ws.ping(wait=True, timeout=5000)
+        ws.ping()  # one left unanswered at the close
+        ws.close()
+        ref = weakref.ref(ws.connection)
+        del ws
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -12,7 +12,8 @@ from typing import Callable, List, Optional
 
 import gevent
 import pytest
-from ws_peer import Peer
+from helpers import node_peer
+from ws_peer import NodePeer, Peer
 
 import gws
 from gws.reconnect import should_retry
@@ -119,6 +120,29 @@ def test_subprocess_server_killed_and_restarted(peer, caplog) -> None:
     assert got == ["ping", "ping"] and len(sleeps.delays) == 1
     assert ws.closed and ws.close_code == 1000
     assert any("(retry 1): connection closed: code 1006" in r.getMessage() for r in caplog.records)
+
+
+def test_node_ws_server_killed_and_restarted() -> None:
+    node_peer("ws")
+    peer = NodePeer.start()
+    try:
+        sleeps = Sleeps(lambda n: peer.restart() if n == 2 else None)
+        got = []
+        with gevent.Timeout(30):
+            for ws in gws.reconnecting(peer.url, sleep=sleeps, rng=random.Random(5)):
+                ws.send(f"n{len(got)}")
+                got.append(ws.recv().payload)
+                if len(got) == 1:
+                    peer.kill()  # no close frame: 1006, then one refused attempt
+                    with pytest.raises(gws.ConnectionClosed):
+                        ws.recv()
+                    assert ws.close_code == 1006
+                else:
+                    ws.close()
+        assert got == ["n0", "n1"]
+        assert sleeps.delays == expected_delays(5, 2, 1000, 2, 60000)
+    finally:
+        peer.kill()
 
 
 @pytest.mark.parametrize("code", [1011, 1012, 1013, 1014, 1001, 1000])
@@ -243,3 +267,22 @@ def test_should_retry_policy() -> None:
     )  # we failed it: the peer's bug
     assert not should_retry(gws.ConnectionClosed(1008, "", None, "peer"))
     assert not should_retry(ValueError("not a network error"))
+
+
+def test_a_connection_left_open_is_replaced_at_once_and_close_ends_the_loop(
+    echo_server, no_leaks
+) -> None:
+    sleeps = Sleeps()
+    opened = []
+    with no_leaks(), gevent.Timeout(20):
+        with gws.reconnecting(f"ws://127.0.0.1:{echo_server}/", sleep=sleeps) as loop:
+            for ws in loop:
+                opened.append(ws)
+                ws.send("x")
+                assert ws.recv().payload == "x"
+                if len(opened) == 3:
+                    break  # leaving the with block closes this one
+        assert all(ws.closed for ws in opened) and sleeps.delays == []
+        assert [ws.close_code for ws in opened] == [1000, 1000, 1000]
+        with pytest.raises(StopIteration):
+            next(loop)

@@ -20,6 +20,7 @@ if MODE == "patched":
     monkey.patch_all()
 
 import os  # noqa: E402
+import signal  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
@@ -38,7 +39,7 @@ def patched() -> None:
     server = gws.serve(gws.echo, "127.0.0.1", 0)
     url = f"ws://127.0.0.1:{server.server_port}/"
     before = os_threads()
-    ws = gws.open(url, thread=True, heartbeat=100)
+    ws = gws.open(url, thread=True, heartbeat=2000)  # generous: a loaded machine is slow
     assert os_threads() == before + 1, "thread mode starts exactly one OS thread"
     ticks = []
 
@@ -109,6 +110,19 @@ def unpatched() -> None:
         t.join(20)
     assert sorted(results) == [f"t{i}" for i in range(5)], results
     assert sorted(read(5000).payload for _ in range(5)) == [f"w{i}" for i in range(5)]
+
+    # Ctrl-C while this (main, hub-less) thread waits in recv(): the wait is
+    # interrupted, and the connection loses nothing.
+    alarm = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    alarm.start()
+    try:
+        ws.recv(timeout=10000)
+        raise AssertionError("recv() returned though nothing was sent")
+    except KeyboardInterrupt:
+        pass
+    alarm.join(5)
+    ws.send("after Ctrl-C")
+    assert ws.recv(timeout=5000).payload == "after Ctrl-C"
     ws.close()
     assert write.close() == (True, None)
     stop.set()

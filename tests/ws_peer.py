@@ -5,7 +5,8 @@ restart on the same port.
     python ws_peer.py [--port P] [--ping-interval S] [--ping-timeout S]
 
 Tests start it with :class:`Peer` (``Peer.start(...)``, ``kill()``,
-``restart()`` on the same port).
+``restart()`` on the same port); :class:`NodePeer` does the same with a
+Node ``ws`` echo server (``tests/node/echo_peer.js``).
 
 Prints one line ``PORT <n>`` once listening, then serves until killed.
 Paths: ``/`` echoes every message; ``/close/<code>`` accepts then closes
@@ -66,17 +67,19 @@ class Peer:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/"
 
+    def command(self) -> List[str]:
+        return [sys.executable, os.path.abspath(__file__), "--port", str(self.port), *self.args]
+
     def restart(self, timeout: float = 20.0) -> None:
         """Start (again, on the same port once it has one) and wait until listening."""
         self.kill()
-        cmd = [sys.executable, os.path.abspath(__file__), "--port", str(self.port), *self.args]
-        proc = self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        proc = self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], timeout)
         line = proc.stdout.readline() if ready else ""
         if not line.startswith("PORT "):
             self.kill()
-            raise RuntimeError(f"websockets peer did not start: {line!r}")
+            raise RuntimeError(f"peer did not start: {line!r}")
         self.port = int(line.split()[1])
 
     def kill(self) -> None:
@@ -87,6 +90,14 @@ class Peer:
             proc.wait(10)
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+class NodePeer(Peer):
+    """A Node ``ws`` echo server (tests/node/echo_peer.js) instead."""
+
+    def command(self) -> List[str]:
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "echo_peer.js")
+        return ["node", script, str(self.port)]
 
 
 def main() -> int:
