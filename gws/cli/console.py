@@ -75,9 +75,12 @@ class Console:
         self.prompting = True
         try:
             line: Optional[str] = gevent.get_hub().threadpool.apply(_input, (PROMPT,))
-            return line
         finally:
             self.prompting = False
+        if line is None:  # Ctrl-D leaves the cursor after the prompt
+            self.stdout.write("\n")
+            self.stdout.flush()
+        return line
 
     def lines(self) -> Iterator[str]:
         """Lines typed until Ctrl-D; blank lines are not sent."""

@@ -111,22 +111,12 @@ def format_frame(direction: str, frame: Message, *, preview: int = 40) -> str:
     """
     opcode = frame.opcode
     name = OPCODES.get(opcode, "reserved")
-    flags = "".join(
-        flag
-        for flag, on in (
-            ("F", frame.fin),
-            ("1", frame.rsv1),
-            ("2", frame.rsv2),
-            ("3", frame.rsv3),
-            ("M", frame.mask),
-        )
-        if on
-    )
     payload = frame.payload
     data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+    rsv = "".join(f" rsv{i}=1" for i, on in ((2, frame.rsv2), (3, frame.rsv3)) if on)
     line = (
         f"{direction} frame opcode={opcode} ({name}) fin={int(frame.fin)} "
-        f"rsv1={int(frame.rsv1)} mask={int(frame.mask)} len={len(data)} [{flags or '-'}]"
+        f"rsv1={int(frame.rsv1)}{rsv} mask={int(frame.mask)} len={len(data)}"
     )
     if opcode == OP_CLOSE:
         if len(data) >= 2:
