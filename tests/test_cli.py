@@ -559,3 +559,326 @@ def test_connect_cert_and_key_present_a_client_certificate(make_server, mutual_t
     proc = run_gws(*base)  # no client certificate: the server refuses
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout == ""
+
+
+# -- gws connect on a terminal (a pty) -----------------------------------------------------
+
+
+def _controlling_terminal() -> None:
+    """In the child: a new session whose controlling terminal is stdin (the
+    pty), so Ctrl-C typed there sends it SIGINT."""
+    import fcntl
+    import termios
+
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Terminal:
+    """``python -m gws *args`` on a pseudo-terminal: ``type()`` keys,
+    ``expect()`` output; the whole transcript is in ``screen``."""
+
+    def __init__(self, *args: str, env: Optional[Dict[str, str]] = None) -> None:
+        import pty
+
+        import gevent.os
+
+        master, slave = pty.openpty()
+        self.master = master
+        full_env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        full_env.update(TERM="xterm", **(env or {}))
+        self.proc = gevent.subprocess.Popen(
+            [sys.executable, "-m", "gws", *args],
+            stdin=slave, stdout=slave, stderr=slave, env=full_env, cwd=ROOT,
+            preexec_fn=_controlling_terminal,
+        )  # fmt: skip
+        os.close(slave)
+        gevent.os.make_nonblocking(master)
+        self.screen = b""
+
+    def type(self, keys: bytes) -> None:
+        import gevent.os
+
+        gevent.os.nb_write(self.master, keys)
+
+    def expect(self, text: bytes, count: int = 1) -> None:
+        import gevent.os
+
+        with gevent.Timeout(TIMEOUT, AssertionError(f"no {text!r} in {self.screen!r}")):
+            while self.screen.count(text) < count:
+                try:
+                    chunk = gevent.os.nb_read(self.master, 4096)
+                except OSError:  # EIO: the process is gone and its output read
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"no {text!r} in {self.screen!r}")
+                self.screen += chunk
+
+    def wait(self) -> int:
+        code = self.proc.wait(timeout=TIMEOUT)
+        try:
+            self.expect(b"\0")  # read what is left
+        except AssertionError:
+            pass
+        return code
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        os.close(self.master)
+
+
+@pytest.fixture
+def terminal():
+    terms: List[Terminal] = []
+
+    def start(*args: str, env: Optional[Dict[str, str]] = None) -> Terminal:
+        term = Terminal(*args, env=env)
+        terms.append(term)
+        return term
+
+    yield start
+    for term in terms:
+        term.close()
+
+
+def recording_echo():
+    """(handler, seen): echoes every message and puts each payload on ``seen``."""
+    seen = gevent.queue.Queue()
+
+    def handler(request, read, write):
+        for msg in read:
+            seen.put(msg.payload)
+            write(msg.payload)
+
+    return handler, seen
+
+
+def test_connect_on_a_terminal_prompts_colours_recalls_history_and_ctrl_d_closes(serve, terminal):
+    handler, seen = recording_echo()
+    term = terminal("connect", serve(handler))
+    term.expect(b"Ctrl-D or Ctrl-C to close")
+    term.expect(b"> ")
+    term.type(b"hello\r")
+    term.expect(b"\033[36m< hello\033[0m")  # received, coloured on a terminal
+    assert seen.get(timeout=TIMEOUT) == "hello"
+    term.type(b"\033[A\r")  # up arrow: readline history recalls "hello"
+    assert seen.get(timeout=TIMEOUT) == "hello"
+    term.expect(b"< hello", count=2)
+    term.type(b"\x04")  # Ctrl-D
+    assert term.wait() == 0, term.screen
+    assert b"closed: code 1000 (normal closure)" in term.screen
+
+
+def test_connect_on_a_terminal_ctrl_c_closes_cleanly(serve, terminal):
+    term = terminal("connect", serve())
+    term.expect(b"> ")
+    term.type(b"\x03")  # Ctrl-C: SIGINT
+    assert term.wait() == 0, term.screen
+    assert b"closed: code 1000 (normal closure)" in term.screen
+
+
+def test_connect_on_a_terminal_ends_when_the_server_closes(serve, terminal):
+    term = terminal("connect", serve(echo_n_then_close(1, 1001, "restart")))
+    term.expect(b"> ")
+    term.type(b"bye\r")
+    assert term.wait() == 0, term.screen  # no Ctrl-D needed
+    assert b"< bye" in term.screen
+    assert b"closed: code 1001 (going away), reason 'restart'" in term.screen
+
+
+@pytest.mark.parametrize(("env", "flags"), [({"NO_COLOR": "1"}, ()), ({}, ("--no-color",))])
+def test_connect_on_a_terminal_no_color(serve, terminal, env, flags):
+    term = terminal("connect", serve(), *flags, env=env)
+    term.expect(b"> ")
+    term.type(b"plain\r")
+    term.expect(b"< plain")
+    term.type(b"\x04")
+    assert term.wait() == 0, term.screen
+    assert b"\033[36m" not in term.screen and b"\033[33m" not in term.screen, term.screen
+
+
+# -- gws serve -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gws_serve():
+    """``gws_serve(*args)`` -> (CliProcess, URL it prints); stopped at teardown."""
+    procs: List[CliProcess] = []
+
+    def start(*args: str, env: Optional[Dict[str, str]] = None, cwd: str = ROOT):
+        argv = [sys.executable, "-m", "gws", "serve", *args]
+        proc = CliProcess(argv, env=env, cwd=cwd)
+        procs.append(proc)
+        line = proc.expect("listening on ")
+        return proc, line.split("listening on ", 1)[1]
+
+    yield start
+    for proc in procs:
+        proc.stop()
+
+
+def test_serve_echoes_and_sigterm_closes_connections_with_1001(gws_serve):
+    proc, url = gws_serve("--port", "0")
+    assert url.startswith("ws://127.0.0.1:")
+    with gevent.Timeout(TIMEOUT):
+        ws = gws.open(url)
+        ws.send("hi")
+        assert ws.recv().payload == "hi"
+        ws.send(b"\x00bin")
+        assert ws.recv().payload == b"\x00bin"
+        proc.proc.terminate()  # SIGTERM
+        with pytest.raises(gws.ConnectionClosed) as info:
+            ws.recv()
+    assert info.value.code == 1001
+    assert proc.wait() == 0, proc
+    assert proc.out[-1] == "stopped"
+
+
+def test_serve_ctrl_c_stops_cleanly(gws_serve):
+    import signal
+
+    proc, url = gws_serve("--echo", "--port", "0")
+    proc.proc.send_signal(signal.SIGINT)
+    assert proc.wait() == 0, proc
+    assert "stopped" in proc.out
+
+
+def test_serve_broadcast_sends_each_message_to_every_other_client(gws_serve):
+    proc, url = gws_serve("--broadcast", "--port", "0", "-v")
+    with gevent.Timeout(TIMEOUT):
+        a, b, c = gws.open(url), gws.open(url), gws.open(url)
+        for _ in range(3):
+            proc.expect_err("connected ")
+        a.send("from a")
+        assert b.recv().payload == "from a"
+        assert c.recv().payload == "from a"
+        b.send(b"from b")  # binary stays binary
+        assert a.recv().payload == b"from b"  # a got nothing of its own before this
+        assert c.recv().payload == b"from b"
+        for ws in (a, b, c):
+            ws.close()
+    proc.expect_err("< 127.0.0.1:")
+
+
+def test_serve_module_function_handler(gws_serve, tmp_path):
+    (tmp_path / "myapp.py").write_text(
+        "def handler(request, read, write):\n"
+        "    for msg in read:\n"
+        "        write(request.path + ' ' + msg.payload.upper())\n"
+    )
+    proc, url = gws_serve("myapp:handler", "--port", "0", cwd=str(tmp_path))
+    with gevent.Timeout(TIMEOUT), gws.open(url + "room") as ws:
+        ws.send("shout")
+        assert ws.recv().payload == "/room SHOUT"
+
+
+@pytest.mark.parametrize(
+    ("spec", "complaint"),
+    [
+        ("nomodule_here:handler", "cannot import"),
+        ("os:nothing_here", "has no"),
+        ("os", "MODULE:FUNCTION"),
+    ],
+)
+def test_serve_bad_handler_is_a_usage_error(spec, complaint):
+    proc = run_gws("serve", spec, "--port", "0")
+    assert proc.returncode == 2, proc.stderr
+    assert complaint in proc.stderr
+
+
+def test_serve_tls_with_cert_and_key(gws_serve, tls_cert, tls_ca_file, tmp_path):
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    tls_cert.cert_chain_pems[0].write_to_path(cert)
+    tls_cert.private_key_pem.write_to_path(key)
+    proc, url = gws_serve("--port", "0", "--cert", cert, "--key", key)
+    assert url.startswith("wss://127.0.0.1:")
+    with gevent.Timeout(TIMEOUT), gws.open(url, tls={"ca": tls_ca_file}) as ws:
+        ws.send("secure")
+        assert ws.recv().payload == "secure"
+
+
+def test_serve_bad_cert_is_a_usage_error(tmp_path):
+    missing = str(tmp_path / "missing.pem")
+    proc = run_gws("serve", "--port", "0", "--cert", missing)
+    assert proc.returncode == 2, proc.stderr
+    assert "--cert" in proc.stderr
+
+
+def test_serve_unix_socket(gws_serve, tmp_path):
+    path = str(tmp_path / "serve.sock")
+    proc, where = gws_serve("--unix", path)
+    assert where == "ws+unix:" + path
+    with gevent.Timeout(TIMEOUT):
+        res, read, write = gws.connect({"path": path})
+        assert res, read
+        write("over unix")
+        assert read().payload == "over unix"
+        write(None)
+    proc.stop()
+    assert not os.path.exists(path)  # removed on stop
+
+
+def test_serve_verbose_prints_connections_and_messages(gws_serve):
+    proc, url = gws_serve("--port", "0", "-v", "-s", "chat")
+    with gevent.Timeout(TIMEOUT):
+        ws = gws.open(url + "path", subprotocol=["chat"])
+        assert ws.subprotocol == "chat"
+        ws.send("logged")
+        assert ws.recv().payload == "logged"
+        ws.close()
+    line = proc.expect_err("connected ")
+    assert line.startswith("connected 127.0.0.1:") and line.endswith(" /path subprotocol chat")
+    assert proc.expect_err("< 127.0.0.1:").endswith(" logged")
+    assert proc.expect_err("disconnected ").endswith("closed: code 1000 (normal closure)")
+
+
+def test_serve_without_verbose_prints_only_where_it_listens(gws_serve):
+    proc, url = gws_serve("--port", "0")
+    with gevent.Timeout(TIMEOUT), gws.open(url) as ws:
+        ws.send("quiet")
+        assert ws.recv().payload == "quiet"
+    proc.stop()
+    assert proc.out == [f"listening on {url}", "stopped"] and proc.err == [], proc
+
+
+def test_serve_cannot_listen_exits_1(gws_serve):
+    proc, url = gws_serve("--port", "0")
+    port = url.rsplit(":", 1)[1].strip("/")
+    second = run_gws("serve", "--port", port)
+    assert second.returncode == 1, second.stderr
+    assert "cannot listen" in second.stderr
+
+
+def test_gws_connect_to_gws_serve(gws_serve):
+    _, url = gws_serve("--port", "0")
+    proc = run_gws("connect", url, "-x", "round trip", "-w", "0.5")  # echo never closes
+    assert proc.returncode == 0, proc.stderr
+    assert "< round trip" in proc.stdout.splitlines()
+
+
+# -- version and help ----------------------------------------------------------------------
+
+
+def test_version():
+    proc = run_gws("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(f"gws {gws.__version__} (Python ")
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        ((), "gws connect ws://127.0.0.1:8765/"),
+        (("connect",), "--show-ping-pong"),
+        (("serve",), "--broadcast"),
+        (("client",), "--raw"),
+        (("demo",), "gws demo"),
+        (("echo-server",), "gws echo-server --port 8765"),
+    ],
+)
+def test_help_everywhere_with_examples(args, shown):
+    proc = run_gws(*args, "-h")
+    assert proc.returncode == 0, proc.stderr
+    assert "example" in proc.stdout and shown in proc.stdout, proc.stdout

@@ -16,7 +16,7 @@ import os
 import signal
 import ssl
 import sys
-from typing import IO, Any, Callable, Dict, List, Optional, Set
+from typing import IO, Any, Callable, Dict, Optional, Set
 
 import gevent
 import gevent.ssl as gssl
@@ -230,23 +230,22 @@ def run(
     except OSError as exc:
         stderr.write(f"gws serve: error: cannot listen on {host}:{args.port}: {exc}\n")
         return 1
-    scheme = "wss" if context is not None else "ws"
-    if args.unix:
-        where = f"{scheme}+unix:{args.unix}"
-    else:
-        shown = f"[{args.host}]" if ":" in args.host else args.host
-        where = f"{scheme}://{shown}:{server.server_port}/"
-    stdout.write(f"listening on {where}\n")
-    stdout.flush()
     stopping = Event()
-    watchers: List[Any] = [gevent.signal_handler(signal.SIGTERM, stopping.set)]
+    watcher = gevent.signal_handler(signal.SIGTERM, stopping.set)
     try:
+        scheme = "wss" if context is not None else "ws"
+        if args.unix:
+            where = f"{scheme}+unix:{args.unix}"
+        else:
+            shown = f"[{args.host}]" if ":" in args.host else args.host
+            where = f"{scheme}://{shown}:{server.server_port}/"
+        stdout.write(f"listening on {where}\n")
+        stdout.flush()
         stopping.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        for watcher in watchers:
-            watcher.cancel()
+        watcher.cancel()
         _close_all(open_writers)
         server.stop(timeout=1)
     stdout.write("stopped\n")
