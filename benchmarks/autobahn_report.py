@@ -1,6 +1,7 @@
 """Print gws's Autobahn TestSuite conformance, one row per case group.
 
-python benchmarks/autobahn_report.py            # run all 517 cases, then print
+python benchmarks/autobahn_report.py            # gws as the client: run all 517 cases, print
+python benchmarks/autobahn_report.py --server   # gws.serve as the server (kosoku fuzzingclient)
 python benchmarks/autobahn_report.py --from DIR # print an earlier run's DIR/index.json
 """
 
@@ -55,11 +56,31 @@ def main() -> int:
     parser.add_argument(
         "--out", default="reports/autobahn", help="where a new run writes its reports"
     )
+    parser.add_argument(
+        "--server",
+        action="store_true",
+        help="test gws.serve (echo, permessage-deflate) with kosoku's fuzzing client",
+    )
     args = parser.parse_args()
     if args.source:
         data = json.loads((Path(args.source) / "index.json").read_text())
         results = data.get("gws", data)
+        if len(results) == 1 and not any("." in k for k in results):
+            results = next(iter(results.values()))  # one agent, whatever its name
         wall = None
+    elif args.server:
+        from autobahn_driver import run_client_suite
+
+        import gws
+
+        server = gws.serve(gws.echo, "127.0.0.1", 0, headers=[("Server", "gws.serve")])
+        started = time.monotonic()
+        try:
+            url = f"ws://127.0.0.1:{server.server_port}/"
+            results = run_client_suite(url, "gws.serve", Path(args.out))
+        finally:
+            server.stop()
+        wall = time.monotonic() - started
     else:
         from autobahn_driver import run_suite
 
@@ -68,7 +89,11 @@ def main() -> int:
         wall = time.monotonic() - started
     import importlib.metadata as md
 
-    print(f"gws Autobahn conformance, kosoku {md.version('kosoku')}, {time.strftime('%Y-%m-%d')}")
+    side = "server (gws.serve)" if args.server else "client"
+    print(
+        f"gws Autobahn conformance as the {side}, kosoku {md.version('kosoku')},"
+        f" {time.strftime('%Y-%m-%d')}"
+    )
     if wall is not None:
         print(f"{len(results)} cases in {wall:.0f} s")
     print(table(results))

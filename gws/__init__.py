@@ -12,6 +12,7 @@ A Python port of the Lua library coro-websocket 3.1.0::
 and a Pythonic face: ``with gws.open(url) as ws: ws.send("hi"); ws.recv()``.
 """
 
+from .broadcast import broadcast
 from .client import CONNECT_OPTIONS, Response, WebSocket, connect
 from .client import open as open  # noqa: A004 - gws.open, kept out of __all__
 from .errors import (
@@ -38,6 +39,7 @@ from .frames import (
     OP_TEXT,
     Message,
 )
+from .hooks import HTTPResponse, basic_auth
 from .io import Reader, Writer, socket_io, wrap_io
 from .protocol import State
 from .server import Request, Server, accept, echo, serve
@@ -56,6 +58,7 @@ __all__ = [
     "CONNECT_OPTIONS",
     "CloseTimeout",
     "ConnectionClosed",
+    "HTTPResponse",
     "HandshakeError",
     "HeartbeatTimeout",
     "InvalidState",
@@ -82,6 +85,8 @@ __all__ = [
     "Writer",
     "WrongThread",
     "accept",
+    "basic_auth",
+    "broadcast",
     "connect",
     "echo",
     "parseUrl",

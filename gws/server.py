@@ -11,29 +11,55 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from time import monotonic
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
 
+import gevent
 import gevent.socket as gsocket
 import gevent.ssl as gssl
+from gevent import Greenlet
 from gevent.server import StreamServer
 
+from .connection import Connection
 from .deadline import Deadline
 from .deflate import PerMessageDeflate, negotiate
-from .errors import HandshakeError, WebSocketError
+from .errors import CloseTimeout, HandshakeError, WebSocketError
 from .frames import Message
 from .handshake import (
     MAX_HEAD,
-    Headers,
     HeadTooLarge,
     build_accept,
-    build_reject,
     check_request,
     header_values,
     parse_request,
     split_tokens,
 )
+from .hooks import (
+    HTTPResponse,
+    ProcessRequest,
+    Request,
+    SelectSubprotocol,
+    check_hook_options,
+    check_origin,
+    pick_subprotocol,
+    render_response,
+    response_status,
+    run_hooks,
+)
 from .io import IO_OPTIONS, Reader, Writer, check_io_options, make_connection
-from .protocol import CLOSING, OPEN
+from .protocol import CLOSED, CLOSING, OPEN
 from .transport import read_head, wrap_tls
 
 __all__ = ["Request", "Server", "accept", "serve", "echo", "Handler"]
@@ -41,21 +67,11 @@ __all__ = ["Request", "Server", "accept", "serve", "echo", "Handler"]
 log = logging.getLogger("gws")
 
 
-class Request(NamedTuple):
-    """A client's upgrade request, as the handler sees it."""
-
-    path: str
-    headers: Headers
-    subprotocol: Optional[str]
-    extensions: Optional[str]
-    address: Any = None
-
-    def header(self, name: str) -> Optional[str]:
-        values = header_values(self.headers, name)
-        return values[0] if values else None
-
-
 Handler = Callable[[Request, Reader, Writer], Any]
+
+
+HOOK_OPTIONS = frozenset(("process_request", "origins", "select_subprotocol"))
+SERVER_OPTIONS = frozenset(("subprotocols", "compression", "headers", "timeout")) | HOOK_OPTIONS
 
 
 def _check_accept_options(
@@ -63,6 +79,9 @@ def _check_accept_options(
     compression: Any,
     timeout: Optional[float],
     io_options: Mapping[str, Any],
+    process_request: Any = None,
+    origins: Any = None,
+    select_subprotocol: Any = None,
 ) -> None:
     """Raise ValueError for an accept()/serve() option gws does not know or cannot use."""
     unknown = set(io_options) - IO_OPTIONS
@@ -79,6 +98,7 @@ def _check_accept_options(
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
     ):
         raise ValueError("option timeout must be a positive number of milliseconds or None")
+    check_hook_options(process_request, origins, select_subprotocol)
 
 
 def accept(
@@ -89,21 +109,45 @@ def accept(
     headers: Sequence[Tuple[str, str]] = (),
     timeout: Optional[float] = 10000,
     address: Any = None,
+    process_request: Optional[ProcessRequest] = None,
+    origins: Optional[Iterable[Optional[str]]] = None,
+    select_subprotocol: Optional[SelectSubprotocol] = None,
     **io_options: Any,
 ) -> Tuple[Request, Reader, Writer]:
     """Run the server side of the opening handshake on a connected socket.
 
-    Chooses the first subprotocol the client offered that is in
-    ``subprotocols``; accepts permessage-deflate unless ``compression`` is
-    None. Remaining options go to wrap_io (``mask`` is always False).
-    ``timeout`` (ms) bounds the whole handshake, the TLS handshake of an
+    Once the request head is parsed, and before the upgrade headers are
+    checked, the hooks decide (see :mod:`gws.hooks`): with ``origins``, a
+    request whose ``Origin`` is not in the list gets a 403; then
+    ``process_request(request)`` may answer any request, a plain HTTP one
+    too, with an :class:`~gws.hooks.HTTPResponse` or a ``(status, headers,
+    body)`` tuple instead of the 101 (a 401, a 200 health check). Such a
+    request is answered, and accept() raises :class:`HandshakeError` whose
+    ``status``, ``headers`` and ``body`` are those of the answer.
+
+    The subprotocol is ``select_subprotocol(request, offered)`` when given,
+    else the first one the client offered that is in ``subprotocols``;
+    permessage-deflate is accepted unless ``compression`` is None. Remaining
+    options go to wrap_io (``mask`` is always False). ``timeout`` (ms)
+    bounds the whole handshake, the hooks and the TLS handshake of an
     ``SSLSocket`` made with ``do_handshake_on_connect=False`` included; on
     expiry the client gets a 408. Raises :class:`HandshakeError` (after
     answering the client with an HTTP error) for a bad request, ValueError
     for a bad option.
     """
-    _check_accept_options(subprotocols, compression, timeout, io_options)
+    _check_accept_options(
+        subprotocols,
+        compression,
+        timeout,
+        io_options,
+        process_request,
+        origins,
+        select_subprotocol,
+    )
+    if origins is not None:
+        origins = list(origins)
     deadline = Deadline(None if timeout is None else timeout / 1000.0)
+    answered = False
     with deadline:
         if isinstance(sock, (ssl.SSLSocket, gssl.SSLSocket)) and not getattr(
             sock, "do_handshake_on_connect", True
@@ -117,12 +161,22 @@ def accept(
             raise HandshakeError(str(exc), status) from None
         try:
             method, target, req_headers = parse_request(head)
-            key = check_request(method, req_headers)
         except HandshakeError as exc:
             _reject(sock, exc.status or 400, str(exc))
             raise
-        offered = split_tokens(header_values(req_headers, "Sec-WebSocket-Protocol"))
-        chosen = next((p for p in offered if p in subprotocols), None)
+        request = Request(target, req_headers, None, None, address, method)
+        refused = _hook_answer(request, process_request, origins)
+        if refused is not None:
+            answered = True  # from here on, a timeout cannot send a 408 as well
+            sock.sendall(render_response(refused[0], method=method))
+            raise refused[1]
+        try:
+            key = check_request(method, req_headers)
+            offered = split_tokens(header_values(req_headers, "Sec-WebSocket-Protocol"))
+            chosen = pick_subprotocol(request, offered, subprotocols, select_subprotocol)
+        except HandshakeError as exc:
+            _reject(sock, exc.status or 400, str(exc))
+            raise
         params = None
         if compression is not None:
             params = negotiate(header_values(req_headers, "Sec-WebSocket-Extensions"))
@@ -131,20 +185,52 @@ def accept(
             build_accept(key, subprotocol=chosen, extensions=ext_header, headers=list(headers))
         )
     if deadline.expired:
+        if answered:
+            raise HandshakeError("handshake timed out answering the hooks' response", 408)
         _reject(sock, 408, "opening handshake timed out")
         raise HandshakeError("handshake timed out", 408)
     deflate = PerMessageDeflate(params, is_client=False) if params else None
     opts = dict(io_options)
     opts["mask"] = False
     conn = make_connection(opts, is_client=False, deflate=deflate, sock=sock, initial=rest)
-    return Request(target, req_headers, chosen, ext_header, address), Reader(conn), Writer(conn)
+    request = request._replace(subprotocol=chosen, extensions=ext_header)
+    return request, Reader(conn), Writer(conn)
+
+
+def _hook_answer(
+    request: Request,
+    process_request: Optional[ProcessRequest],
+    origins: Optional[List[Optional[str]]],
+) -> Optional[Tuple[HTTPResponse, HandshakeError]]:
+    """What the hooks answer instead of a 101, and the error accept() raises
+    once it is sent; None to go on with the upgrade."""
+    refused = check_origin(request, origins)
+    if refused is not None:
+        origin = request.header("Origin")
+        why = "no Origin header" if origin is None else f"origin {origin[:200]!r} not allowed"
+        answer: Optional[HTTPResponse] = refused
+    else:
+        answer = run_hooks(request, process_request=process_request)
+        why = "answered by process_request"
+    if answer is None:
+        return None
+    path = request.path.split("?", 1)[0]
+    assert isinstance(answer.body, bytes)
+    error = HandshakeError(
+        f"{request.method} {path[:200]}: {why} with {response_status(answer.status)}",
+        answer.status,
+        list(answer.headers),
+        answer.body,
+    )
+    return answer, error
 
 
 def _reject(sock: gsocket.socket, status: int, message: str) -> None:
     """Answer an HTTP error without blocking on a client that does not read."""
+    extra = [("Sec-WebSocket-Version", "13")] if status == 426 else []
     try:
         sock.setblocking(False)
-        sock.send(build_reject(status, message))
+        sock.send(render_response(HTTPResponse(status, extra, message + "\n")))
     except (OSError, ValueError):
         pass
 
@@ -158,19 +244,61 @@ def echo(request: Request, read: Reader, write: Writer) -> None:
 
 
 class Server(StreamServer):
-    """The :class:`gevent.server.StreamServer` that :func:`serve` returns;
-    ``stop()`` also removes the unix socket file it listens on."""
+    """The :class:`gevent.server.StreamServer` that :func:`serve` returns.
+
+    ``connections`` lists the open WebSocket connections (for
+    :func:`gws.broadcast`); ``stop()`` shuts down gracefully and removes the
+    unix socket file the server listens on.
+    """
 
     unix_path: Optional[str] = None
     ssl_context: Optional[ssl.SSLContext] = None
+    #: Seconds ``stop()`` waits by default (gevent's unit and attribute name).
+    stop_timeout = 5.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connections: Dict[Connection, None] = {}  # insertion-ordered set
+        self._greenlets: Set[Greenlet[..., Any]] = set()
+        self.stopping = False
 
     @property
     def ssl_enabled(self) -> bool:
         return self.ssl_context is not None
 
+    @property
+    def connections(self) -> List[Connection]:
+        """The connections whose handler is running, oldest first (a copy)."""
+        return list(self._connections)
+
     def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop accepting, close every open connection with 1001, wait for
+        the handlers; return within ``timeout`` seconds (default
+        :attr:`stop_timeout`, 5).
+
+        Every open connection gets a close frame with code 1001 ("going
+        away") at once. A client that has not completed the close handshake
+        shortly before the deadline (0.2 x timeout, at most 0.5 s, before
+        it) is dropped; handlers still running at the deadline are killed.
+        Connections still in the opening handshake are refused; those that
+        complete it meanwhile are closed with 1001 before their handler
+        runs. May be called from a handler: it is neither waited for nor
+        killed.
+        """
+        seconds = self.stop_timeout if timeout is None else max(float(timeout), 0.0)
+        end = monotonic() + seconds
+        self.stopping = True
         try:
-            super().stop(timeout)
+            self.close()
+            self._close_connections(end - min(0.5, 0.2 * seconds))
+            me = gevent.getcurrent()
+            running = [g for g in self._greenlets if g is not me]
+            if running:
+                gevent.joinall(running, timeout=max(end - monotonic(), 0.0))
+                alive = [g for g in running if not g.dead]
+                if alive:
+                    log.info("server stop: killing %d handler(s) still running", len(alive))
+                    gevent.killall(alive, block=False)
         finally:
             path = self.unix_path
             if path is not None:
@@ -179,6 +307,38 @@ class Server(StreamServer):
                     os.unlink(path)
                 except OSError:
                     pass
+
+    def _close_connections(self, grace_end: float) -> None:
+        conns = [c for c in self._connections if c.state is not CLOSED]
+        if not conns:
+            return
+        closers = [gevent.spawn(_going_away, c) for c in conns]
+        gevent.joinall(closers, timeout=max(grace_end - monotonic(), 0.0))
+        late = [c for c in conns if c.state is not CLOSED]
+        if late:
+            log.info("server stop: dropping %d connection(s) that did not close in time", len(late))
+            for conn in late:
+                conn.abort(CloseTimeout("server stopped before the close handshake completed"))
+        gevent.killall([g for g in closers if not g.dead], block=False)
+
+    def _serve(self, sock: gsocket.socket, address: Any, run: Callable[[], None]) -> None:
+        """Run one connection's ``run`` as a tracked greenlet."""
+        me = gevent.getcurrent()
+        if not isinstance(me, Greenlet):  # a custom spawn, not gevent's: run untracked
+            run()
+            return
+        self._greenlets.add(me)
+        try:
+            run()
+        finally:
+            self._greenlets.discard(me)
+
+
+def _going_away(conn: Connection) -> None:
+    try:
+        conn.close(1001, "server shutting down")
+    except (WebSocketError, OSError, ValueError):
+        pass
 
 
 def serve(
@@ -194,24 +354,31 @@ def serve(
 
     Returns the started :class:`Server`, a gevent ``StreamServer``
     (``port=0`` picks a free port: read it from ``server.server_port``).
-    Stop it with ``server.stop()``. ``options`` go to :func:`accept` and are
-    checked here: a bad one raises ValueError now, not per connection. A
-    ``host`` starting with ``unix:`` listens on that unix socket path
-    instead (the file is removed on stop). A handler that raises is logged
+    Stop it with ``server.stop()``, which closes open connections with 1001.
+    ``options`` go to :func:`accept` (``subprotocols``, ``compression``,
+    ``headers``, ``timeout``, the hooks ``process_request``, ``origins``
+    and ``select_subprotocol``, and wrap_io's options) and are checked here:
+    a bad one raises ValueError now, not per connection. A ``host`` starting
+    with ``unix:`` listens on that unix socket path instead (the file is
+    removed on stop). A request the hooks answer, or a bad one, is logged
+    at INFO ("rejected upgrade from ..."). A handler that raises is logged
     and its connection closed with 1011; the server goes on.
     """
     accept_options = dict(options)
+    unknown = set(accept_options) - IO_OPTIONS - SERVER_OPTIONS
+    if unknown:
+        raise ValueError(f"unknown option {sorted(unknown)[0]!r}")
     _check_accept_options(
         accept_options.get("subprotocols", ()),
         accept_options.get("compression", "deflate"),
         accept_options.get("timeout", 10000),
         {k: v for k, v in accept_options.items() if k in IO_OPTIONS},
+        accept_options.get("process_request"),
+        accept_options.get("origins"),
+        accept_options.get("select_subprotocol"),
     )
-    unknown = (
-        set(accept_options) - IO_OPTIONS - {"subprotocols", "compression", "headers", "timeout"}
-    )
-    if unknown:
-        raise ValueError(f"unknown option {sorted(unknown)[0]!r}")
+    if accept_options.get("origins") is not None:
+        accept_options["origins"] = list(accept_options["origins"])
 
     def handle(sock: gsocket.socket, address: Any) -> None:
         if sock.family in (gsocket.AF_INET, gsocket.AF_INET6):
@@ -230,12 +397,17 @@ def serve(
             sock.close()
             return
         conn = read.connection
+        if server.stopping:
+            _going_away(conn)
+            return
+        server._connections[conn] = None
         try:
             handler(request, read, write)
         except Exception:
             log.exception("WebSocket handler failed")
             conn.fail(1011, "handler error")
         finally:
+            server._connections.pop(conn, None)
             if conn.state is OPEN:
                 try:
                     conn.close(1000, "")
@@ -253,25 +425,25 @@ def serve(
         listener.listen(1024)
     else:
         listener = (host, port)
-    serve_one = handle
-    if ssl_context is not None:
 
-        def serve_one(sock: gsocket.socket, address: Any) -> None:
-            # The TLS handshake happens in accept(), inside its timeout.
-            try:
-                tls_sock = wrap_tls(
-                    sock, ssl_context, server_side=True, do_handshake_on_connect=False
-                )
-            except (OSError, ValueError) as exc:
-                log.debug("TLS setup with %s failed: %s", address, exc)
-                sock.close()
-                return
-            try:
-                handle(tls_sock, address)
-            finally:
-                tls_sock.close()
+    def serve_plain(sock: gsocket.socket, address: Any) -> None:
+        server._serve(sock, address, lambda: handle(sock, address))
 
-    server = Server(listener, serve_one)
+    def serve_tls(sock: gsocket.socket, address: Any) -> None:
+        # The TLS handshake happens in accept(), inside its timeout.
+        assert ssl_context is not None
+        try:
+            tls_sock = wrap_tls(sock, ssl_context, server_side=True, do_handshake_on_connect=False)
+        except (OSError, ValueError) as exc:
+            log.debug("TLS setup with %s failed: %s", address, exc)
+            sock.close()
+            return
+        try:
+            server._serve(tls_sock, address, lambda: handle(tls_sock, address))
+        finally:
+            tls_sock.close()
+
+    server = Server(listener, serve_plain if ssl_context is None else serve_tls)
     server.ssl_context = ssl_context
     server.unix_path = unix_path
     if start:

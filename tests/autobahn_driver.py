@@ -1,6 +1,12 @@
-"""Drive the Autobahn TestSuite (kosoku's fuzzing server) with a gws echo client.
+"""Drive the Autobahn TestSuite (kosoku) in both directions.
 
-Used by ``tests/test_autobahn.py`` and ``benchmarks/autobahn_report.py``.
+* Client side: :func:`run_suite` runs kosoku's fuzzing *server* and drives
+  it with a gws echo client (``tests/test_autobahn.py``).
+* Server side: :func:`run_client_suite` runs kosoku's fuzzing *client*
+  against any WebSocket echo server URL (``tests/test_autobahn_server.py``
+  for ``gws.serve``; the pywsgi handler's test too).
+
+``benchmarks/autobahn_report.py`` prints either as a table.
 """
 
 from __future__ import annotations
@@ -170,6 +176,117 @@ def run_suite(
         raise RuntimeError("no index.json written; kosoku said:\n" + output)
     data = json.loads(index_path.read_text())
     return data.get(AGENT, data), output
+
+
+# -- server side: kosoku's fuzzing client against a server URL ---------------------------------
+
+# Runs in a kosoku subprocess: kosoku's fuzzing client is asyncio (with a Rust
+# core); in a process of its own it neither shares the GIL nor the loop with
+# the server under test, which may be a gevent server in the caller's process.
+_FUZZINGCLIENT = r"""
+import asyncio, json, sys
+from kosoku import FailureError, run_fuzzingclient
+from kosoku._report import write_reports
+
+url, outdir, cases, exclude, concurrency = json.loads(sys.argv[1])
+try:
+    results = asyncio.run(run_fuzzingclient(url, cases or None, exclude or None, concurrency))
+except FailureError as failure:
+    results = failure.results
+write_reports(results, outdir)
+summary = {
+    r.case_id: {
+        "behavior": r.behavior.value,
+        "behaviorClose": r.behavior_close.value,
+        "remoteCloseCode": r.remote_close_code,
+        "duration": r.duration,
+        "agent": r.agent,
+        "result": r.result,
+        "resultClose": r.result_close,
+    }
+    for r in results
+}
+with open(outdir + "/results.json", "w") as f:
+    json.dump(summary, f, indent=1, sort_keys=True)
+print(f"{len(summary)} cases")
+"""
+
+
+def run_client_suite(
+    url: str,
+    agent: str = AGENT,
+    outdir: Optional[Path] = None,
+    include: Optional[List[str]] = None,
+    exclude: Optional[List[str]] = None,
+    parallelism: int = 2,
+    timeout: float = 1500,
+) -> Dict[str, Any]:
+    """Run kosoku's fuzzing client against the echo server at ``url``.
+
+    ``url`` is any WebSocket URL (``ws://127.0.0.1:PORT/``) of a server that
+    echoes every message with its opcode (kosoku needs nothing else of it).
+    Returns ``{case_id: {"behavior", "behaviorClose", "remoteCloseCode",
+    "duration", "agent", "result", "resultClose"}}`` for every case run
+    (all 517 unless ``include``/``exclude`` globs such as ``"9.*"`` narrow
+    it); ``agent`` names the server in the returned results (kosoku itself
+    takes the name from the server's ``Server`` header). Reports (JSON and
+    HTML per case, ``index.json``) go to ``outdir`` (a temporary directory
+    when None). The wait is gevent-cooperative, so the server may run in
+    the caller's own hub; ``timeout`` (s) bounds the run, after which kosoku
+    is killed and RuntimeError raised.
+    """
+    import tempfile
+
+    import gevent.subprocess as gsubprocess
+
+    tmp = None
+    if outdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="kosoku-")
+        outdir = Path(tmp.name)
+    outdir.mkdir(parents=True, exist_ok=True)
+    args = json.dumps([url, str(outdir), include or [], exclude or [], parallelism])
+    proc = gsubprocess.Popen(
+        [sys.executable, "-c", _FUZZINGCLIENT, args],
+        stdout=gsubprocess.PIPE,
+        stderr=gsubprocess.STDOUT,
+        text=True,
+    )
+    try:
+        try:
+            output, _ = proc.communicate(timeout=timeout)
+        except gsubprocess.TimeoutExpired:
+            raise RuntimeError(
+                f"kosoku's fuzzing client did not finish within {timeout} s"
+            ) from None
+        path = outdir / "results.json"
+        if proc.returncode != 0 or not path.exists():
+            raise RuntimeError(f"kosoku's fuzzing client failed ({proc.returncode}):\n{output}")
+        results: Dict[str, Any] = json.loads(path.read_text())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if tmp is not None:
+            tmp.cleanup()
+    for result in results.values():
+        result["agent"] = agent
+    return results
+
+
+def not_ok(results: Dict[str, Any], informational: Any = ()) -> List[str]:
+    """One line per case whose behavior or close is not OK (INFORMATIONAL
+    is allowed for the case ids in ``informational``), in case order."""
+    lines = []
+    for case_id in sorted(results, key=lambda c: [int(p) for p in c.split(".")]):
+        result = results[case_id]
+        allowed = {"OK", "INFORMATIONAL"} if case_id in informational else {"OK"}
+        behavior, close = result.get("behavior"), result.get("behaviorClose")
+        if behavior not in allowed or close not in allowed:
+            lines.append(
+                f"case {case_id}: behavior {behavior}, close {close}"
+                f" ({result.get('result', '')} / {result.get('resultClose', '')})"
+            )
+    return lines
 
 
 if __name__ == "__main__":

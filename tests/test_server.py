@@ -10,6 +10,7 @@ every test.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import socket
@@ -434,3 +435,496 @@ def test_stdlib_ssl_context_stalled_handshake_does_not_block_the_hub(
         release.set()
         stalled.join(5)
     assert stdlib_tls_server.wait_idle(5)
+
+
+# -- handshake hooks: process_request, origins, select_subprotocol ----------------------------
+#
+# websocket-client and websockets' sync client block their OS thread, so they run
+# in a real thread of gevent's thread pool while this thread's hub serves.
+
+
+def in_thread(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a real OS thread while the hub keeps
+    serving: its result, or the exception it raised (bounded: 20 s)."""
+    return gevent.get_hub().threadpool.spawn(fn, *args, **kwargs).get(timeout=20)
+
+
+def refused_logs(caplog):
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "gws" and r.levelno == logging.INFO and "rejected upgrade" in r.getMessage()
+    ]
+
+
+def raw_exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` on a fresh connection; everything the server answers."""
+    sock = gsocket.create_connection(("127.0.0.1", port))
+    try:
+        sock.settimeout(10)
+        sock.sendall(data)
+        return read_until_closed(sock)
+    finally:
+        sock.close()
+
+
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+def websocket_client_echo(url, text, **options):
+    import websocket
+
+    ws = websocket.create_connection(url, timeout=10, **options)
+    try:
+        ws.send(text)
+        return ws.recv(), ws.subprotocol
+    finally:
+        ws.close()
+
+
+def websocket_client_refused(url, **options):
+    """websocket-client's view of a refused upgrade: (status, headers, body)."""
+    import websocket
+
+    try:
+        ws = websocket.create_connection(url, timeout=10, **options)
+    except websocket.WebSocketBadStatusException as exc:
+        return exc.status_code, exc.resp_headers, exc.resp_body
+    ws.close()
+    raise AssertionError("the upgrade was accepted")
+
+
+def websockets_echo(url, text, **options):
+    from websockets.sync.client import connect
+
+    with connect(url, open_timeout=10, close_timeout=5, proxy=None, **options) as ws:
+        ws.send(text)
+        return ws.recv(timeout=10), ws.subprotocol
+
+
+def websockets_refused(url, **options):
+    """websockets' view of a refused upgrade: (status, headers, body)."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    try:
+        ws = connect(url, open_timeout=10, proxy=None, **options)
+    except InvalidStatus as exc:
+        response = exc.response
+        return response.status_code, dict(response.headers.raw_items()), response.body
+    ws.close()
+    raise AssertionError("the upgrade was accepted")
+
+
+def test_basic_auth_refused_before_101_for_websocket_client(make_server, caplog):
+    server = make_server(gws.echo, process_request=gws.basic_auth({"alice": "s3cret"}))
+    with caplog.at_level(logging.INFO, logger="gws"):
+        status, headers, body = in_thread(websocket_client_refused, server.url)
+        assert status == 401
+        assert headers["www-authenticate"] == 'Basic realm="gws", charset="UTF-8"'
+        assert body == b"Unauthorized: missing credentials\n"
+        bad = "Basic " + base64.b64encode(b"alice:wrong").decode()
+        status, _, body = in_thread(
+            websocket_client_refused, server.url, header=[f"Authorization: {bad}"]
+        )
+        assert status == 401 and body == b"Unauthorized: invalid credentials\n"
+        good = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+        echoed = in_thread(
+            websocket_client_echo, server.url, "hi", header=[f"Authorization: {good}"]
+        )
+        assert echoed == ("hi", None)
+        assert server.wait_idle(5)
+    logged = refused_logs(caplog)
+    assert len(logged) == 2, logged
+    assert all("401 Unauthorized" in line and "GET /" in line for line in logged)
+    assert not any("s3cret" in r.getMessage() or "wrong" in r.getMessage() for r in caplog.records)
+
+
+def test_basic_auth_refused_before_101_for_websockets(make_server):
+    server = make_server(gws.echo, process_request=gws.basic_auth({"alice": "s3cret"}))
+    status, headers, body = in_thread(websockets_refused, server.url)
+    assert status == 401
+    assert headers["WWW-Authenticate"] == 'Basic realm="gws", charset="UTF-8"'
+    assert body == b"Unauthorized: missing credentials\n"
+    # websockets sends a URI's user info as Basic credentials
+    authed = f"ws://alice:s3cret@127.0.0.1:{server.port}/"
+    assert in_thread(websockets_echo, authed, "hello") == ("hello", None)
+    status, _, _ = in_thread(websockets_refused, f"ws://alice:nope@127.0.0.1:{server.port}/")
+    assert status == 401
+
+
+def test_refused_request_never_gets_a_101(make_server, caplog):
+    server = make_server(gws.echo, process_request=lambda request: (403, [], "go away"))
+    with caplog.at_level(logging.INFO, logger="gws"):
+        reply = raw_exchange(server.port, UPGRADE + b"\r\n")
+        assert server.wait_idle(5)
+    assert reply == (
+        b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: 7\r\nConnection: close\r\n\r\ngo away"
+    )
+    assert len(refused_logs(caplog)) == 1
+    res, read, _ = gws.connect(port=server.port)
+    assert res is None and "403 Forbidden" in read
+
+
+def health(request):
+    if request.path == "/health":
+        return gws.HTTPResponse(200, [("Content-Type", "application/json")], b'{"ok": true}')
+    return None
+
+
+def urllib_get(url, method="GET"):
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(urllib.request.Request(url, method=method), timeout=10) as resp:
+            return resp.status, resp.headers.get("Content-Type"), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type"), exc.read()
+
+
+def test_health_check_answered_as_plain_http_on_the_websocket_port(make_server, no_leaks):
+    in_thread(int)  # the thread pool's threads and watchers exist before the count
+    with no_leaks():
+        server = make_server(gws.echo, process_request=health)
+        base = f"http://127.0.0.1:{server.port}"
+        assert in_thread(urllib_get, base + "/health") == (200, "application/json", b'{"ok": true}')
+        assert in_thread(urllib_get, base + "/health", "HEAD") == (200, "application/json", b"")
+        # another plain request is not an upgrade: 426, as without hooks
+        status, _, body = in_thread(urllib_get, base + "/other")
+        assert status == 426 and b"Upgrade" in body
+        # and the same port still upgrades
+        assert in_thread(websocket_client_echo, server.url, "still a websocket") == (
+            "still a websocket",
+            None,
+        )
+        with gws.open(port=server.port, pathname="/health/ws") as ws:
+            ws.send("gws too")
+            assert ws.recv().payload == "gws too"
+        assert server.wait_idle(5)
+        server.stop()
+
+
+def test_hooks_see_the_request_before_the_upgrade_is_checked(make_server):
+    seen = []
+
+    def process_request(request):
+        seen.append(request)
+
+    server = make_server(gws.echo, process_request=process_request)
+    raw_exchange(server.port, b"POST /submit?x=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+    with gws.open(port=server.port, pathname="/chat?room=1", subprotocol="chat") as ws:
+        ws.send("x")
+        ws.recv()
+    first, second = seen
+    assert (first.method, first.path, first.header("host")) == ("POST", "/submit?x=1", "h")
+    assert second.method == "GET" and second.path == "/chat?room=1"
+    assert second.subprotocol is None and second.extensions is None  # not negotiated yet
+    assert second.address[0] == "127.0.0.1"
+
+
+def test_origins_allow_list(make_server):
+    server = make_server(gws.echo, origins=["https://app.example", None])
+    ok = in_thread(websocket_client_echo, server.url, "o", origin="https://app.example")
+    assert ok == ("o", None)
+    status, _, body = in_thread(websocket_client_refused, server.url, origin="https://evil.example")
+    assert status == 403 and body == b"Forbidden: origin not allowed\n"
+    status, _, _ = in_thread(websockets_refused, server.url, origin="https://evil.example")
+    assert status == 403
+    assert in_thread(websockets_echo, server.url, "w", origin="https://app.example") == ("w", None)
+    # None in the list: clients that send no Origin (gws does not) are let in
+    with gws.open(port=server.port) as ws:
+        ws.send("no origin")
+        assert ws.recv().payload == "no origin"
+
+
+def test_origins_refuse_a_missing_origin_unless_none_is_listed(make_server, caplog):
+    server = make_server(gws.echo, origins=("https://app.example",))
+    with caplog.at_level(logging.INFO, logger="gws"):
+        res, read, _ = gws.connect(port=server.port)
+        assert res is None and "403 Forbidden" in read
+        assert server.wait_idle(5)
+    assert any("no Origin header" in line for line in refused_logs(caplog))
+    res, read, write = gws.connect(port=server.port, headers={"Origin": "https://app.example"})
+    assert res, read
+    write.close()
+
+
+def test_origins_are_checked_before_process_request(make_server):
+    calls = []
+    server = make_server(
+        gws.echo, origins=["https://app.example"], process_request=lambda r: calls.append(r)
+    )
+    status, _, _ = in_thread(websocket_client_refused, server.url, origin="https://evil.example")
+    assert status == 403 and calls == []
+
+
+def test_select_subprotocol_hook(make_server):
+    def select(request, offered):
+        if request.path.startswith("/v2"):
+            return "v2.chat" if "v2.chat" in offered else None
+        return offered[0] if offered else None
+
+    server, seen = recording_server(make_server, select_subprotocol=select)
+    url = f"ws://127.0.0.1:{server.port}"
+    assert in_thread(websockets_echo, url + "/v2", "a", subprotocols=["v1.chat", "v2.chat"]) == (
+        "a",
+        "v2.chat",
+    )
+    assert seen.get(timeout=5)[0].subprotocol == "v2.chat"
+    assert in_thread(
+        websocket_client_echo, url + "/v1", "b", subprotocols=["v1.chat", "v2.chat"]
+    ) == ("b", "v1.chat")
+    assert seen.get(timeout=5)[0].subprotocol == "v1.chat"
+    with gws.open(f"{url}/v2", subprotocol=["v1.chat"]) as ws:  # the hook chose none
+        assert ws.subprotocol is None
+
+
+def test_select_subprotocol_choosing_one_not_offered_is_a_500(make_server, caplog):
+    server = make_server(gws.echo, select_subprotocol=lambda request, offered: "other")
+    with caplog.at_level(logging.INFO, logger="gws"):
+        status, _, body = in_thread(websocket_client_refused, server.url, subprotocols=["chat"])
+        assert server.wait_idle(5)
+    assert status == 500 and b"did not offer" in body
+    assert len(refused_logs(caplog)) == 1
+
+
+def test_broken_process_request_answers_500_and_the_server_goes_on(make_server, caplog):
+    def process_request(request):
+        if request.path == "/boom":
+            raise RuntimeError("hook bug")
+
+    server = make_server(gws.echo, process_request=process_request)
+    with caplog.at_level(logging.INFO, logger="gws"):
+        res, read, _ = gws.connect(port=server.port, pathname="/boom")
+        assert res is None and "500 Internal Server Error" in read
+        assert server.wait_idle(5)
+    assert any(r.exc_info and "process_request failed" in r.getMessage() for r in caplog.records)
+    with gws.open(port=server.port, pathname="/fine") as ws:
+        ws.send("alive")
+        assert ws.recv().payload == "alive"
+
+
+def test_a_slow_process_request_runs_inside_the_handshake_timeout(make_server):
+    never = Event()
+
+    def slow(request):
+        never.wait(10)  # a hook stuck on a slow backend
+
+    server = make_server(gws.echo, process_request=slow, timeout=200)
+    reply = raw_exchange(server.port, UPGRADE + b"\r\n")
+    assert reply.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), reply
+    assert b"101" not in reply.split(b"\r\n", 1)[0]
+    assert server.wait_idle(5)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"process_request": "nope"},
+        {"select_subprotocol": 1},
+        {"origins": "https://app.example"},
+        {"origins": [1]},
+    ],
+)
+def test_serve_checks_hook_options_when_called(options):
+    with pytest.raises(ValueError):
+        gws.serve(gws.echo, "127.0.0.1", 0, start=False, **options)
+
+
+def test_accept_raises_the_answer_it_sent(make_server):
+    outcome = AsyncResult()
+
+    def raw_handler(sock, address):
+        try:
+            gws.accept(sock, process_request=lambda r: (418, {"X-Tea": "1"}, b"short and stout"))
+        except gws.HandshakeError as exc:
+            outcome.set(exc)
+        finally:
+            sock.close()
+
+    server = make_server.raw(raw_handler)
+    reply = raw_exchange(server.port, UPGRADE + b"\r\n")
+    exc = outcome.get(timeout=5)
+    assert (exc.status, exc.headers, exc.body) == (418, [("X-Tea", "1")], b"short and stout")
+    assert "GET /ws: answered by process_request with 418" in str(exc)
+    assert reply.startswith(b"HTTP/1.1 418 I'm a Teapot\r\nX-Tea: 1\r\n")
+    assert reply.endswith(b"\r\n\r\nshort and stout")
+
+
+# -- handler errors -------------------------------------------------------------------------
+
+
+def test_handler_errors_never_stop_the_server(make_server, caplog):
+    def handler(request, read, write):
+        if request.path == "/bad":
+            raise ValueError("handler bug")
+        gws.echo(request, read, write)
+
+    server = make_server(handler)
+    with caplog.at_level(logging.ERROR, logger="gws"):
+        for _ in range(3):
+            res, read, write = gws.connect(port=server.port, pathname="/bad")
+            assert res, read
+            assert read() is None and read.close_code == 1011
+    assert len([r for r in caplog.records if "handler failed" in r.getMessage()]) == 3
+    with gws.open(port=server.port, pathname="/good") as ws:
+        ws.send("served")
+        assert ws.recv().payload == "served"
+
+
+# -- graceful stop ----------------------------------------------------------------------------
+
+
+def websockets_wait_for_close(url, connected):
+    """websockets client: connect, report it, then wait for the server's close."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    with connect(url, open_timeout=10, close_timeout=5, proxy=None) as ws:
+        connected.set()
+        try:
+            ws.recv(timeout=15)
+        except ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd else None, exc.rcvd.reason if exc.rcvd else None
+    raise AssertionError("a message instead of the close")
+
+
+def test_stop_closes_every_connection_with_1001(make_server, no_leaks):
+    with no_leaks():
+        server = make_server(gws.echo)
+        clients = [gws.connect(port=server.port) for _ in range(3)]
+        assert all(res for res, _, _ in clients)
+        for _, read, write in clients:  # each handler is running
+            write("up")
+            assert read().payload == "up"
+        connected = threading.Event()
+        other = gevent.get_hub().threadpool.spawn(websockets_wait_for_close, server.url, connected)
+        for _ in range(1000):
+            if connected.is_set() and len(server.server.connections) == 4:
+                break
+            gevent.sleep(0.01)
+        assert len(server.server.connections) == 4
+
+        readers = [gevent.spawn(read) for _, read, _ in clients]
+        server.server.stop(timeout=5)
+        assert other.get(timeout=10) == (1001, "server shutting down")
+        gevent.joinall(readers, timeout=5)
+        for (_, read, _), g in zip(clients, readers):
+            assert g.value is None
+            assert (read.close_code, read.close_reason, read.error) == (
+                1001,
+                "server shutting down",
+                None,
+            )
+        assert server.server.connections == []
+        res, read, _ = gws.connect(port=server.port, timeout=2000)  # no longer accepting
+        assert res is None
+
+
+def silent_client(port: int):
+    """A raw client that completes the opening handshake, then neither reads
+    nor answers anything: (socket, bytes after the 101)."""
+    sock = gsocket.create_connection(("127.0.0.1", port))
+    sock.sendall(UPGRADE + b"\r\n")
+    head, rest = read_head(sock)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    return sock, rest
+
+
+def test_stop_returns_within_its_deadline_when_a_client_never_answers(make_server, caplog):
+    handler_done = Event()
+
+    def handler(request, read, write):
+        try:
+            gws.echo(request, read, write)
+        finally:
+            handler_done.set()
+
+    server = make_server(handler)
+    sock, rest = silent_client(server.port)
+    try:
+        for _ in range(500):
+            if server.server.connections:
+                break
+            gevent.sleep(0.01)
+        with caplog.at_level(logging.INFO, logger="gws"), gevent.Timeout(10):
+            server.server.stop(timeout=1)  # returns: the Timeout of 10 s never fires
+        assert handler_done.is_set()
+        assert any("did not close in time" in r.getMessage() for r in caplog.records)
+        sock.settimeout(5)
+        received = rest + read_until_closed(sock)
+    finally:
+        sock.close()
+    # what the silent client got: a close frame with 1001, then the end of the stream
+    assert received[:2] == b"\x88\x16" and received[2:4] == (1001).to_bytes(2, "big")
+    assert received[4:] == b"server shutting down"
+
+
+def test_stop_kills_a_handler_that_ignores_the_close(make_server):
+    started = Event()
+
+    def stubborn(request, read, write):
+        started.set()
+        gevent.sleep(60)  # neither reads nor returns
+
+    server = make_server(stubborn)
+    res, read, write = gws.connect(port=server.port)
+    assert res, read
+    assert started.wait(5)
+    with gevent.Timeout(10):
+        server.server.stop(timeout=1)
+    assert server.wait_idle(2)
+    assert read() is None and read.close_code == 1001
+
+
+def test_stop_from_a_handler(make_server):
+    def handler(request, read, write):
+        for msg in read:
+            if msg.payload == "shutdown":
+                write("bye")
+                request_server.stop(timeout=2)
+                return
+
+    server = make_server(handler)
+    request_server = server.server
+    res1, read1, write1 = gws.connect(port=server.port)
+    res2, read2, write2 = gws.connect(port=server.port)
+    assert res1 and res2
+    write2("shutdown")
+    assert read2().payload == "bye"
+    assert read2() is None and read2.close_code == 1001
+    assert read1() is None and read1.close_code == 1001
+    assert server.wait_idle(5)
+
+
+def test_handshake_completed_during_stop_is_closed_with_1001(make_server):
+    ran = []
+    server = make_server(lambda request, read, write: ran.append(request))
+    sock = gsocket.create_connection(("127.0.0.1", server.port))
+    try:
+        sock.sendall(UPGRADE)  # head not finished yet
+        for _ in range(500):
+            if len(server.pool):
+                break
+            gevent.sleep(0.01)
+        stopping = gevent.spawn(server.server.stop, 5)
+        gevent.sleep(0)
+        assert server.server.stopping
+        sock.sendall(b"\r\n")
+        sock.settimeout(5)
+        head, rest = read_head(sock)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        while len(rest) < 4:
+            rest += sock.recv(100)
+        assert rest[:1] == b"\x88" and rest[2:4] == (1001).to_bytes(2, "big")
+        sock.sendall(b"\x88\x82abcd" + bytes(a ^ b for a, b in zip(rest[2:4], b"ab")))
+        stopping.get(timeout=10)
+    finally:
+        sock.close()
+    assert ran == []
