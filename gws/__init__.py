@@ -42,6 +42,8 @@ from .frames import (
 from .hooks import HTTPResponse, basic_auth
 from .io import Reader, Writer, socket_io, wrap_io
 from .protocol import State
+from .proxy import ProxyError
+from .redirects import RedirectError
 from .server import Request, Server, accept, echo, serve
 from .url import Url, parse_url
 
@@ -73,8 +75,10 @@ __all__ = [
     "OP_TEXT",
     "OpenTimeout",
     "ProtocolError",
+    "ProxyError",
     "Reader",
     "ReceiveTimeout",
+    "RedirectError",
     "Request",
     "Response",
     "Server",

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import base64
 import functools
-import ipaddress
 import logging
 import ssl
+import sys
 from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 import gevent
 import gevent.socket as gsocket
-import gevent.ssl as gssl
 
 from .connection import Connection, MessageLike
 from .deflate import PerMessageDeflate, accept_response, make_offer
+from .dial import SOCKET_OPTIONS, open_stream
 from .errors import (
     ConnectionClosed,
     HandshakeError,
@@ -46,7 +46,10 @@ from .io import (
     make_connection,
 )
 from .protocol import CLOSED
+from .redirects import DEFAULT_REDIRECTS, location, next_hop, url_of
 from .transport import read_head, wrap_tls
+from .trust import cached_context as _cached_context  # noqa: F401 - tests clear its cache
+from .trust import default_context, tls_context
 from .url import split_url
 
 __all__ = ["connect", "open", "Response", "WebSocket", "CONNECT_OPTIONS", "ConnectResult"]
@@ -66,8 +69,12 @@ CONNECT_OPTIONS = (
             "headers",
             "timeout",
             "compression",
+            "redirects",
+            "origin",
+            "user_agent",
         )
     )
+    | SOCKET_OPTIONS
     | IO_OPTIONS
 )
 DEFAULT_TIMEOUT = 10000
@@ -100,6 +107,10 @@ class Response:
         self.socket = socket
         self.subprotocol = subprotocol
         self.extensions = extensions or {}
+        self.url = ""
+        """The URL finally connected to (after any redirects), without credentials."""
+        self.redirects: List[str] = []
+        """The URLs that answered with a redirect, in order."""
         conn = [v.lower() for v in split_tokens(header_values(headers, "Connection"))]
         self.keep_alive = "keep-alive" in conn
 
@@ -134,9 +145,12 @@ def _merge_options(url_or_options: Any, options: Mapping[str, Any]) -> Dict[str,
     opts: Dict[str, Any] = {}
     if isinstance(url_or_options, str):
         url = split_url(url_or_options)
-        opts.update(host=url.host, port=url.port, tls=url.tls, pathname=url.pathname)
-        if url.username is not None:
-            cred = f"{url.username}:{url.password or ''}".encode()
+        if url.unix_path is not None:
+            opts.update(path=url.unix_path, tls=url.tls, pathname=url.pathname)
+        else:
+            opts.update(host=url.host, port=url.port, tls=url.tls, pathname=url.pathname)
+        if url.username or url.password:  # "ws://@h/" sends no Authorization
+            cred = f"{url.username or ''}:{url.password or ''}".encode()
             opts["_auth"] = "Basic " + base64.b64encode(cred).decode("ascii")
     elif isinstance(url_or_options, Mapping):
         opts.update(url_or_options)
@@ -173,100 +187,15 @@ def _headers(value: Any) -> List[Tuple[str, str]]:
 
 
 def _tls_context(tls: Any) -> Tuple[Optional[ssl.SSLContext], Optional[str]]:
-    """The SSL context for option ``tls``, and any server_name override.
-
-    Contexts gws builds are built once per process for each distinct
-    setting: loading certifi's bundle costs about 14 ms of CPU, during which
-    no greenlet runs.
-    """
-    if tls is None or tls is False:
-        return None, None
-    if isinstance(tls, ssl.SSLContext):
-        return tls, None
-    if tls is True:
-        tls = {}
-    if not isinstance(tls, Mapping):
-        raise InvalidURL("tls must be True, False, an ssl.SSLContext or a dict")
-    unknown = set(tls) - {"ca", "cert", "key", "insecure", "server_name"}
-    if unknown:
-        raise InvalidURL(f"unknown tls option {sorted(unknown)[0]!r}")
-    for name in ("ca", "cert", "key", "server_name"):
-        value = tls.get(name)
-        if value is not None and not isinstance(value, str):
-            hint = {"ca": " (a cafile path or PEM data)", "cert": " (a certfile path)"}.get(
-                name, ""
-            )
-            raise InvalidURL(f"tls option {name} must be a str{hint}")
-    insecure = bool(tls.get("insecure"))
-    if insecure:
-        log.warning("TLS certificate verification is disabled (tls insecure=True)")
-    ctx = _cached_context(tls.get("ca"), tls.get("cert"), tls.get("key"), insecure)
-    return ctx, tls.get("server_name")
+    """The SSL context for option ``tls``, and any server_name override (trust.py)."""
+    return tls_context(tls)
 
 
-@functools.lru_cache(maxsize=32)
-def _cached_context(
-    ca: Optional[str], cert: Optional[str], key: Optional[str], insecure: bool
-) -> ssl.SSLContext:
-    # gevent's own SSLContext: its wrap_socket() makes cooperative sockets.
-    ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if ca is None:
-        import certifi
-
-        ctx.load_verify_locations(cafile=certifi.where())
-    elif "-----BEGIN" in ca:
-        ctx.load_verify_locations(cadata=ca)
-    else:
-        ctx.load_verify_locations(cafile=ca)
-    if cert:
-        ctx.load_cert_chain(cert, key)
-    if insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def _open_socket(opts: Mapping[str, Any], timeout: float) -> Tuple[gsocket.socket, str]:
-    """Connect TCP or unix; return (socket, netloc for the Host header)."""
-    host = opts.get("host")
-    port = opts.get("port")
-    path = opts.get("path")
-    tls = opts.get("tls")
-    if path is not None and host is None and port is None:
-        sock = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(path)
-        except BaseException:
-            sock.close()
-            raise
-        return sock, "localhost"
-    host = "127.0.0.1" if host is None else host
-    if not isinstance(host, str) or not host:
-        raise InvalidURL("option host must be a non-empty str")
-    if port is None:
-        port = 443 if tls else 80
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise InvalidURL(f"option port must be an int from 1 to 65535, got {port!r}")
-    try:
-        family = gsocket.AF_INET6 if ipaddress.ip_address(host).version == 6 else gsocket.AF_INET
-    except ValueError:  # a name: resolve it (gevent's resolver, bounded by timeout)
-        sock = gsocket.create_connection((host, port), timeout=timeout)
-    else:  # an address: no resolver round trip through gevent's thread pool
-        sock = gsocket.socket(family, gsocket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect((host, port))
-        except BaseException:
-            sock.close()
-            raise
-    try:
-        sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
-    except OSError:
-        pass
-    shown = f"[{host}]" if ":" in host else host
-    default = 443 if tls else 80
-    return sock, shown if port == default else f"{shown}:{port}"
+def _open_socket(opts: Mapping[str, Any], timeout: float) -> Tuple[gsocket.socket, str, str]:
+    """Connect (TCP, proxy tunnel, unix or the caller's ``sock``); return
+    (socket, netloc for the Host header, ASCII host name for TLS)."""
+    stream = open_stream(opts, timeout, default_context)
+    return stream.sock, stream.netloc, stream.hostname or "127.0.0.1"
 
 
 def _handshake(
@@ -292,6 +221,8 @@ def _handshake(
     except ValueError as exc:
         raise InvalidURL(str(exc)) from None
     key = make_key()
+    origin = opts.get("origin")
+    user_agent = opts.get("user_agent", _default_user_agent())
     try:
         request = build_request(
             netloc,
@@ -300,6 +231,8 @@ def _handshake(
             subprotocols=subprotocols,
             extensions=offer[0] if offer else None,
             headers=headers,
+            origin=origin,
+            user_agent=user_agent,
         )
     except ValueError as exc:
         raise InvalidURL(str(exc)) from None
@@ -320,6 +253,23 @@ def _handshake(
     return response, deflate, rest
 
 
+def _check_request_options(opts: Mapping[str, Any]) -> None:
+    """Options of the request itself, checked before any socket is opened."""
+    for name in ("origin", "user_agent"):
+        value = opts.get(name)
+        if value is not None and (
+            not isinstance(value, str) or any(c in value for c in "\r\n\x00")
+        ):
+            raise InvalidURL(f"option {name} must be a str (one line) or None")
+
+
+@functools.lru_cache(maxsize=1)
+def _default_user_agent() -> str:
+    from . import __version__
+
+    return f"gws/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}"
+
+
 def _establish(url_or_options: Any, options: Mapping[str, Any]) -> Tuple[Response, Reader, Writer]:
     """Open a connection; raises WebSocketError subclasses or OSError."""
     opts = _merge_options(url_or_options, options)
@@ -331,16 +281,32 @@ def _establish(url_or_options: Any, options: Mapping[str, Any]) -> Tuple[Respons
     if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or timeout_ms <= 0:
         raise InvalidURL("option timeout must be a positive number of milliseconds")
     timeout = timeout_ms / 1000.0
+    limit = opts.get("redirects", DEFAULT_REDIRECTS)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidURL("option redirects must be an int >= 0")
+    _check_request_options(opts)
+    chain = [url_of(opts)]
     ctx, server_name = _tls_context(opts.get("tls"))
     timer = gevent.Timeout(timeout)
     timer.start()
     sock = None
     try:
-        sock, netloc = _open_socket(opts, timeout)
-        if ctx is not None:
-            hostname = server_name or opts.get("host") or "127.0.0.1"
-            sock = wrap_tls(sock, ctx, server_hostname=hostname)
-        response, deflate, rest = _handshake(sock, netloc, opts)
+        while True:
+            sock, netloc, hostname = _open_socket(opts, timeout)
+            if ctx is not None:
+                sock = wrap_tls(sock, ctx, server_hostname=server_name or hostname)
+            try:
+                response, deflate, rest = _handshake(sock, netloc, opts)
+                break
+            except HandshakeError as exc:
+                target = location(exc) if limit else None
+                if target is None:
+                    raise
+                opts = next_hop(opts, target, chain, limit, exc.status)
+                log.debug("following a %d redirect to %s", exc.status, chain[-1])
+            sock.close()
+            sock = None
+            ctx, server_name = _tls_context(opts.get("tls"))
     except gevent.Timeout as exc:
         if sock is not None:
             sock.close()
@@ -354,6 +320,8 @@ def _establish(url_or_options: Any, options: Mapping[str, Any]) -> Tuple[Respons
     finally:
         timer.close()
     sock.settimeout(None)
+    response.url = chain[-1]
+    response.redirects = chain[:-1]
     io_opts = {k: v for k, v in opts.items() if k in IO_OPTIONS}
     io_opts["mask"] = True
     conn = make_connection(io_opts, is_client=True, deflate=deflate, sock=sock, initial=rest)

@@ -84,9 +84,12 @@ def build_request(
     subprotocols: Sequence[str] = (),
     extensions: Optional[str] = None,
     headers: Iterable[Tuple[str, str]] = (),
+    origin: Optional[str] = None,
+    user_agent: Optional[str] = None,
 ) -> bytes:
     """The HTTP/1.1 upgrade request. User ``headers`` come last and may add a
-    ``Host`` or ``Origin``; they cannot replace the upgrade headers."""
+    ``Host``; they cannot replace the upgrade headers. ``origin`` and
+    ``user_agent`` add those headers unless ``headers`` has them."""
     if not pathname.startswith("/") or any(c in pathname for c in " \r\n\x00"):
         raise ValueError(f"invalid request target {pathname!r}")
     user = list(headers)
@@ -118,6 +121,10 @@ def build_request(
         lines.append("Sec-WebSocket-Protocol: " + ", ".join(subprotocols))
     if extensions and "sec-websocket-extensions" not in names:
         lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+    for name, extra in (("Origin", origin), ("User-Agent", user_agent)):
+        if extra is not None and name.lower() not in names:
+            _check_header_pair(name, extra)
+            lines.append(f"{name}: {extra}")
     lines += [f"{name}: {value}" for name, value in user]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 

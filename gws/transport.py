@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket as _stdsocket
 import ssl
-from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union, cast
 
 import gevent.ssl as gssl
 from gevent.monkey import get_original
@@ -20,6 +20,7 @@ from gevent.monkey import get_original
 from .errors import HandshakeError
 from .frames import FrameDecoder, Message, encode_frame
 from .handshake import MAX_HEAD, find_head_end
+from .tlsbio import TLSOverSocket
 
 if TYPE_CHECKING:
     # A gevent socket, plain or TLS (to type checkers, the stdlib classes).
@@ -166,6 +167,14 @@ def read_head(sock: socket, limit: int = MAX_HEAD) -> Tuple[bytes, bytes]:
             return buf[:end], buf[end:]
 
 
+def _needs_bio(sock: Any, ctx: ssl.SSLContext) -> bool:
+    """TLS over memory BIOs (tlsbio.py) for TLS inside TLS, and for
+    truststore's contexts, whose checks run in their SSLObject."""
+    if isinstance(sock, (ssl.SSLSocket, gssl.SSLSocket, TLSOverSocket)):
+        return True
+    return type(ctx).__module__.split(".")[0] == "truststore"
+
+
 def wrap_tls(
     sock: socket,
     ctx: ssl.SSLContext,
@@ -180,10 +189,15 @@ def wrap_tls(
     ``wrap_socket``. A plain :class:`ssl.SSLContext` would make a blocking
     stdlib socket, and gevent (26.9) offers no public way to pair it with a
     gevent socket without changing the caller's context object, so that
-    case alone goes through gevent's ``SSLSocket(_context=...)``.
+    case alone goes through gevent's ``SSLSocket(_context=...)``. A client
+    socket that is already TLS (a tunnel through an ``https://`` proxy), or
+    a ``truststore.SSLContext``, gets :class:`~gws.tlsbio.TLSOverSocket`.
     """
     if server_hostname is not None and not server_hostname.isascii():
         server_hostname = server_hostname.encode("idna").decode("ascii")
+    if not server_side and _needs_bio(sock, ctx):
+        # duck-typed: it has the socket methods gws and its callers use
+        return cast(gssl.SSLSocket, TLSOverSocket(sock, ctx, server_hostname))
     if isinstance(ctx, gssl.SSLContext):
         return ctx.wrap_socket(
             sock,

@@ -1,12 +1,18 @@
-"""parse_url(): a ws:// or wss:// URL -> Url(host, port, tls, pathname)."""
+"""parse_url(): a ws:// or wss:// URL -> Url(host, port, tls, pathname).
+
+Also ``ws+unix:///path/to.sock:/request/path`` (a unix socket, as websocket-client
+and Node's ws spell it) and :func:`ascii_host` for internationalised names.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import NamedTuple, Optional, Tuple
+from urllib.parse import unquote
 
 from .errors import InvalidURL
 
-__all__ = ["Url", "parse_url", "split_url"]
+__all__ = ["Url", "parse_url", "split_url", "ascii_host"]
 
 
 class Url(NamedTuple):
@@ -23,11 +29,15 @@ class Url(NamedTuple):
     pathname: str
     username: Optional[str] = None
     password: Optional[str] = None
+    unix_path: Optional[str] = None
+    """The socket file of a ``ws+unix://`` URL (``host`` is then "localhost")."""
 
     def __repr__(self) -> str:
         # Credentials never appear in a repr, log line or error string.
+        unix = f", unix_path={self.unix_path!r}" if self.unix_path is not None else ""
         return (
-            f"Url(host={self.host!r}, port={self.port}, tls={self.tls}, pathname={self.pathname!r})"
+            f"Url(host={self.host!r}, port={self.port}, tls={self.tls},"
+            f" pathname={self.pathname!r}{unix})"
         )
 
     @property
@@ -49,6 +59,8 @@ def split_url(url: str) -> Url:
     if not sep:
         raise InvalidURL(f"not a WebSocket URL (missing ws:// or wss://): {_safe(url)}")
     scheme = scheme.lower()
+    if scheme in ("ws+unix", "wss+unix"):
+        return _split_unix(scheme == "wss+unix", rest)
     if scheme not in ("ws", "wss"):
         raise InvalidURL(f"unsupported scheme {scheme!r}: use ws:// or wss://")
     tls = scheme == "wss"
@@ -66,9 +78,11 @@ def split_url(url: str) -> Url:
         target = "/" + target
     username = password = None
     if "@" in authority:
+        # Percent-decoded (RFC 3986 3.2.1): "p%40ss" is the password "p@ss".
         userinfo, _, authority = authority.rpartition("@")
-        username, has_pw, pw = userinfo.partition(":")
-        password = pw if has_pw else None
+        user, has_pw, pw = userinfo.partition(":")
+        username = unquote(user)
+        password = unquote(pw) if has_pw else None
     if authority.startswith("["):
         end = authority.find("]")
         if end == -1:
@@ -97,6 +111,52 @@ def split_url(url: str) -> Url:
     else:
         port = 443 if tls else 80
     return Url(host, port, tls, target, username, password)
+
+
+def _split_unix(tls: bool, rest: str) -> Url:
+    """``ws+unix://`` URLs: the socket path runs up to the first ":", the
+    request target follows it (default "/")."""
+    if not rest.startswith("/"):
+        raise InvalidURL("ws+unix:// URLs need an absolute socket path: ws+unix:///path.sock:/")
+    path, sep, target = rest.partition(":")
+    if not target:
+        target = "/"
+    elif target[0] == "?":
+        target = "/" + target
+    elif target[0] != "/":
+        raise InvalidURL("the request path of a ws+unix:// URL must start with / or ?")
+    if "#" in target:
+        raise InvalidURL("WebSocket URLs must not have a fragment (#...)")
+    return Url("localhost", 443 if tls else 80, tls, target, unix_path=path)
+
+
+def ascii_host(host: str) -> str:
+    """``host`` as it goes to DNS, SNI and the Host header: IDNA (punycode)
+    for an internationalised name, lower-cased ASCII names unchanged.
+
+    Uses the ``idna`` package (IDNA 2008 with UTS 46 mapping, as browsers do)
+    when installed, else Python's built-in IDNA 2003 codec. Raises
+    :class:`InvalidURL` for a name that cannot be encoded.
+    """
+    if host.isascii():
+        return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # pragma: no cover - an IP literal is ASCII
+        return host
+    try:
+        import idna
+    except ImportError:  # pragma: no cover - idna ships with most environments
+        try:
+            return host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidURL(f"host name {host!r} cannot be encoded as IDNA: {exc}") from None
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise InvalidURL(f"host name {host!r} cannot be encoded as IDNA: {exc}") from None
 
 
 def parse_url(url: str) -> Tuple[Optional[Url], Optional[str]]:

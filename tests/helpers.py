@@ -363,6 +363,60 @@ def quiet_close(sock: Any) -> None:
         sock.close()
 
 
+# -- proxies (pproxy subprocesses) -------------------------------------------------------
+
+
+class PProxy:
+    """A real pproxy (PyPI) proxy server in a subprocess on a free loopback
+    port. ``listen`` is pproxy's ``-l`` URI without host and port, e.g.
+    ``"http"``, ``"socks5"``, ``"http+socks4+socks5"`` or ``"http+ssl"``;
+    ``auth`` is ``"user:pass"``; ``ssl_files`` is ``"cert.pem,key.pem"`` for
+    a TLS listener. Stop it with :meth:`stop` (the fixture does)."""
+
+    def __init__(self, listen: str, auth: Optional[str] = None, ssl_files: Optional[str] = None):
+        import subprocess
+        import sys
+
+        import gevent.socket as gsocket
+
+        probe = gsocket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        uri = f"{listen}://127.0.0.1:{self.port}" + (f"#{auth}" if auth else "")
+        # --auth 0: check credentials on every connection (pproxy's default
+        # trusts an address for 30 days once it authenticated)
+        args = [sys.executable, "-m", "pproxy", "-l", uri, "--auth", "0"]
+        if ssl_files:
+            args += ["--ssl", ssl_files]
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        import gevent.socket as gsocket
+
+        with gevent.Timeout(15, AssertionError("pproxy did not start listening in 15 s")):
+            for _ in range(1500):
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"pproxy exited with {self.proc.returncode}")
+                try:
+                    gsocket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    return
+                except OSError:
+                    gevent.sleep(0.01)  # a subprocess's listen(): no event to wait on
+        raise AssertionError("pproxy did not start listening")
+
+    def url(self, scheme: str, auth: Optional[str] = None) -> str:
+        return f"{scheme}://{auth + '@' if auth else ''}127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
 # -- command line subprocesses -----------------------------------------------------------
 
 
