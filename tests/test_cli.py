@@ -601,11 +601,14 @@ class Terminal:
 
         gevent.os.nb_write(self.master, keys)
 
-    def expect(self, text: bytes, count: int = 1) -> None:
+    def expect(self, text: bytes, count: int = 1, after: bytes = b"") -> None:
+        """Wait until ``text`` is on screen ``count`` times (after the last
+        ``after`` so far, if given)."""
         import gevent.os
 
+        start = self.screen.rfind(after) + len(after) if after else 0
         with gevent.Timeout(TIMEOUT, AssertionError(f"no {text!r} in {self.screen!r}")):
-            while self.screen.count(text) < count:
+            while self.screen[start:].count(text) < count:
                 try:
                     chunk = gevent.os.nb_read(self.master, 4096)
                 except OSError:  # EIO: the process is gone and its output read
@@ -663,9 +666,11 @@ def test_connect_on_a_terminal_prompts_colours_recalls_history_and_ctrl_d_closes
     term.type(b"hello\r")
     term.expect(b"\033[36m< hello\033[0m")  # received, coloured on a terminal
     assert seen.get(timeout=TIMEOUT) == "hello"
+    term.expect(b"> ", after=b"< hello")
     term.type(b"\033[A\r")  # up arrow: readline history recalls "hello"
     assert seen.get(timeout=TIMEOUT) == "hello"
     term.expect(b"< hello", count=2)
+    term.expect(b"> ", after=b"< hello")  # readline reads again (Ctrl-D before is lost)
     term.type(b"\x04")  # Ctrl-D
     assert term.wait() == 0, term.screen
     assert b"closed: code 1000 (normal closure)" in term.screen
@@ -694,6 +699,7 @@ def test_connect_on_a_terminal_no_color(serve, terminal, env, flags):
     term.expect(b"> ")
     term.type(b"plain\r")
     term.expect(b"< plain")
+    term.expect(b"> ", after=b"< plain")
     term.type(b"\x04")
     assert term.wait() == 0, term.screen
     assert b"\033[36m" not in term.screen and b"\033[33m" not in term.screen, term.screen
@@ -882,3 +888,50 @@ def test_help_everywhere_with_examples(args, shown):
     proc = run_gws(*args, "-h")
     assert proc.returncode == 0, proc.stderr
     assert "example" in proc.stdout and shown in proc.stdout, proc.stdout
+
+
+# -- gws connect --proxy (a real pproxy) ---------------------------------------------------
+
+
+@pytest.fixture
+def pproxy():
+    started: List[Any] = []
+
+    def start(listen: str, auth: Optional[str] = None) -> Any:
+        from helpers import PProxy
+
+        proxy = PProxy(listen, auth)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+def no_proxy_env() -> Dict[str, str]:
+    """This environment without *_proxy variables (gws reads them)."""
+    return {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+def test_connect_proxy_goes_through_the_proxy_with_its_credentials(serve, pproxy, scheme):
+    proxy = pproxy(scheme, auth="alice:s3cr3t")
+    url = serve(echo_n_then_close(1))
+    env = no_proxy_env()
+    args = ("connect", url, "-r", "-x", "via proxy", "-w", "inf")
+    good = run_gws(*args, "--proxy", proxy.url(scheme, "alice:s3cr3t"), env=env)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout == "via proxy\n"
+    bad = run_gws(*args, "--proxy", proxy.url(scheme, "alice:wrong"), env=env)
+    assert bad.returncode == 1, bad.stderr  # so the first run did go through the proxy
+    assert bad.stderr.startswith("error: ") and "proxy" in bad.stderr, bad.stderr
+    assert "wrong" not in bad.stderr and "s3cr3t" not in good.stderr + bad.stderr
+
+
+def test_connect_proxy_that_is_down_exits_1(serve, free_port):
+    url = serve(echo_n_then_close(1))
+    proc = run_gws("connect", url, "--proxy", f"http://127.0.0.1:{free_port}", "-x", "hi",
+                   env=no_proxy_env())  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "proxy" in proc.stderr and "refused" in proc.stderr, proc.stderr

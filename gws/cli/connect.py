@@ -85,7 +85,13 @@ def add_parser(sub: Any, name: str = "connect", raw_default: bool = False) -> No
         help="offer a subprotocol (repeatable, in order of preference)",
     )
     g.add_argument("-o", "--origin", help="send this Origin header")
-    g.add_argument("--proxy", metavar="URL", help="connect through this HTTP CONNECT proxy")
+    g.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="connect through this proxy: http://[user:pass@]host:port, https://, socks5://, "
+        "socks5h://, socks4:// (default: the https_proxy / http_proxy / all_proxy environment, "
+        "as urllib reads it)",
+    )
     g.add_argument(
         "--unix", metavar="PATH", help="connect over this unix socket; URL gives the path"
     )
@@ -191,8 +197,6 @@ def connect_target(args: argparse.Namespace) -> Tuple[Union[str, Dict[str, Any]]
     if parsed is None:
         raise UsageError(f"bad URL {args.url!r}: {err}")
     headers: List[Tuple[str, str]] = list(args.header)
-    if args.origin:
-        headers.append(("Origin", args.origin))
     options: Dict[str, Any] = {
         "timeout": args.timeout,
         "max_size": args.max_size,
@@ -200,6 +204,8 @@ def connect_target(args: argparse.Namespace) -> Tuple[Union[str, Dict[str, Any]]
     }
     if headers:
         options["headers"] = headers
+    if args.origin:
+        options["origin"] = args.origin
     if args.subprotocol:
         options["subprotocol"] = list(args.subprotocol)
     if args.no_compression:

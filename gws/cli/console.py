@@ -45,7 +45,8 @@ class Console:
     def __init__(self, stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> None:
         self.stdin = stdin
         self.stdout = stdout
-        self.prompting = False
+        self.prompting = False  # a read_line() is waiting for the user
+        self.drawn = False  # readline is reading, its prompt on screen
         self._saved: Optional[List[Any]] = None
 
     def __enter__(self) -> Console:
@@ -55,13 +56,22 @@ class Console:
             self._saved = termios.tcgetattr(self.stdin.fileno())
         except (ImportError, OSError, ValueError):
             self._saved = None
+        if _readline is not None:
+            _readline.set_pre_input_hook(self._drawn)
         return self
+
+    def _drawn(self) -> None:
+        # readline calls this in the input thread once the terminal is set
+        # up and the prompt shown, just before it reads keys.
+        self.drawn = True
 
     def __exit__(self, *exc: object) -> None:
         if self.prompting:
             self.stdout.write("\n")
             self.stdout.flush()
         self.prompting = False
+        if _readline is not None:
+            _readline.set_pre_input_hook(None)
         if self._saved is not None:
             import termios
 
@@ -74,9 +84,10 @@ class Console:
         """The next line typed, or None at end of input (Ctrl-D)."""
         self.prompting = True
         try:
-            line: Optional[str] = gevent.get_hub().threadpool.apply(_input, (PROMPT,))
+            line: Optional[str] = gevent.get_hub().threadpool.apply(self._input)
         finally:
             self.prompting = False
+            self.drawn = False
         if line is None:  # Ctrl-D leaves the cursor after the prompt
             self.stdout.write("\n")
             self.stdout.flush()
@@ -92,20 +103,23 @@ class Console:
                 yield line
 
     def clear(self) -> None:
-        """Before a line is printed: wipe the prompt and what is typed."""
-        if self.prompting:
+        """Before a line is printed: wipe the prompt and what is typed (only
+        while readline shows them: before that, it draws them afterwards)."""
+        if self.drawn:
             self.stdout.write("\r\033[2K")
 
     def redraw(self) -> None:
         """After a line is printed: show the prompt and the typed text again."""
-        if self.prompting:
+        if self.drawn:
             typed = _readline.get_line_buffer() if _readline is not None else ""
             self.stdout.write(PROMPT + typed)
             self.stdout.flush()
 
-
-def _input(prompt: str) -> Optional[str]:
-    try:
-        return input(prompt)
-    except EOFError:
-        return None
+    def _input(self) -> Optional[str]:
+        """In a pool thread: one line, None at end of input."""
+        try:
+            return input(PROMPT)
+        except EOFError:
+            return None
+        finally:
+            self.drawn = False

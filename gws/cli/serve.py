@@ -22,7 +22,7 @@ import gevent
 import gevent.ssl as gssl
 from gevent.event import Event
 
-from ..errors import WebSocketError
+from ..broadcast import broadcast
 from ..io import Reader, Writer
 from ..protocol import DEFAULT_MAX_SIZE
 from ..server import Handler, Request, echo, serve
@@ -31,7 +31,6 @@ from .output import Printer, describe_close, format_payload, use_color
 
 __all__ = ["add_parser", "run", "Room", "load_handler"]
 
-SHUTDOWN_CODE = 1001
 STOP_TIMEOUT = 5.0
 """Seconds the open connections get to finish their close handshakes on stop."""
 
@@ -124,7 +123,9 @@ def load_handler(spec: str) -> Handler:
 
 
 class Room:
-    """A chat room: what one member sends goes to every other member."""
+    """A chat room: what one member sends goes to every other member, through
+    :func:`gws.broadcast` (a member too slow to keep up is dropped, never
+    stalls the others)."""
 
     def __init__(self, log: Optional[Callable[[str], None]] = None) -> None:
         self.members: Set[Writer] = set()
@@ -136,9 +137,8 @@ class Room:
             for msg in read:
                 if self.log is not None:
                     self.log(f"< {_peer(request)} {format_payload(msg.payload)}")
-                for other in list(self.members):
-                    if other is not write:
-                        other(msg.payload)  # str -> text, bytes -> binary
+                others = [member for member in self.members if member is not write]
+                broadcast(others, msg.payload)  # str -> text, bytes -> binary
         finally:
             self.members.discard(write)
 
@@ -198,10 +198,7 @@ def run(
         stderr.write(f"gws serve: error: cannot load --cert/--key: {exc}\n")
         return 2
 
-    open_writers: Set[Writer] = set()
-
     def handler(request: Request, read: Reader, write: Writer) -> None:
-        open_writers.add(write)
         peer = _peer(request)
         if log is not None:
             extra = f" subprotocol {request.subprotocol}" if request.subprotocol else ""
@@ -209,7 +206,6 @@ def run(
         try:
             inner(request, read, write)
         finally:
-            open_writers.discard(write)
             if log is not None:
                 if not read.closed:
                     write(None)  # as serve() would once the handler returns
@@ -246,23 +242,7 @@ def run(
         pass
     finally:
         watcher.cancel()
-        _close_all(open_writers)
-        server.stop(timeout=1)
+        server.stop(timeout=STOP_TIMEOUT)  # closes open connections with 1001
     stdout.write("stopped\n")
     stdout.flush()
     return 0
-
-
-def _close_all(writers: Set[Writer]) -> None:
-    """Close every open connection with 1001, together, bounded in time."""
-
-    def close(write: Writer) -> None:
-        try:
-            write.close(SHUTDOWN_CODE, "server shutting down")
-        except WebSocketError:
-            pass
-
-    closers = [gevent.spawn(close, w) for w in list(writers)]
-    gevent.joinall(closers, timeout=STOP_TIMEOUT)
-    for closer in closers:
-        closer.kill(block=False)
