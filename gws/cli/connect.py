@@ -243,11 +243,16 @@ def exit_status(read: Reader) -> int:
 
 def run(
     args: argparse.Namespace,
-    stdin: IO[str] = sys.stdin,
-    stdout: IO[str] = sys.stdout,
-    stderr: IO[str] = sys.stderr,
+    stdin: Optional[IO[str]] = None,
+    stdout: Optional[IO[str]] = None,
+    stderr: Optional[IO[str]] = None,
 ) -> int:
-    """Run ``gws connect`` with parsed ``args``; return the exit status."""
+    """Run ``gws connect`` with parsed ``args``; return the exit status.
+    The streams default to ``sys.stdin``, ``sys.stdout`` and ``sys.stderr``
+    as they are when called."""
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
     try:
         target, options = connect_target(args)
     except UsageError as exc:

@@ -42,11 +42,12 @@ class Console:
     it had on entry, even if a line was still being edited.
     """
 
-    def __init__(self, stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> None:
-        self.stdin = stdin
-        self.stdout = stdout
+    def __init__(self, stdin: Optional[IO[str]] = None, stdout: Optional[IO[str]] = None) -> None:
+        self.stdin = sys.stdin if stdin is None else stdin
+        self.stdout = sys.stdout if stdout is None else stdout
         self.prompting = False  # a read_line() is waiting for the user
         self.drawn = False  # readline is reading, its prompt on screen
+        self._cleared = False  # clear() wiped the prompt: redraw() shows it again
         self._saved: Optional[List[Any]] = None
 
     def __enter__(self) -> Console:
@@ -105,12 +106,13 @@ class Console:
     def clear(self) -> None:
         """Before a line is printed: wipe the prompt and what is typed (only
         while readline shows them: before that, it draws them afterwards)."""
-        if self.drawn:
+        self._cleared = self.drawn
+        if self._cleared:
             self.stdout.write("\r\033[2K")
 
     def redraw(self) -> None:
         """After a line is printed: show the prompt and the typed text again."""
-        if self.drawn:
+        if self._cleared and self.drawn:
             typed = _readline.get_line_buffer() if _readline is not None else ""
             self.stdout.write(PROMPT + typed)
             self.stdout.flush()

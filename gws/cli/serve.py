@@ -168,9 +168,12 @@ def _server_context(cert: str, key: Optional[str]) -> ssl.SSLContext:
 
 
 def run(
-    args: argparse.Namespace, stdout: IO[str] = sys.stdout, stderr: IO[str] = sys.stderr
+    args: argparse.Namespace, stdout: Optional[IO[str]] = None, stderr: Optional[IO[str]] = None
 ) -> int:
-    """Run ``gws serve`` with parsed ``args`` until Ctrl-C or SIGTERM."""
+    """Run ``gws serve`` with parsed ``args`` until Ctrl-C or SIGTERM (the
+    streams default to ``sys.stdout`` and ``sys.stderr`` when called)."""
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
     printer = Printer(
         stdout,
         stderr,
