@@ -935,3 +935,35 @@ def test_connect_proxy_that_is_down_exits_1(serve, free_port):
                    env=no_proxy_env())  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "proxy" in proc.stderr and "refused" in proc.stderr, proc.stderr
+
+
+def test_connect_closes_cleanly_when_its_stdout_pipe_is_closed(serve):
+    codes = gevent.queue.Queue()
+
+    def flood(request, read, write):
+        for i in range(100000):  # far more than a pipe holds
+            ok, _ = write(f"line {i}")
+            if not ok:
+                break
+        read()
+        codes.put(read.close_code)
+
+    url = serve(flood)
+    proc = gevent.subprocess.Popen(
+        [sys.executable, "-m", "gws", "connect", url, "-r", "-w", "inf"],
+        stdin=gevent.subprocess.PIPE, stdout=gevent.subprocess.PIPE,
+        stderr=gevent.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline() == b"line 0\n"
+        proc.stdout.close()  # like `| head -1`
+        proc.stdin.close()
+        with gevent.Timeout(TIMEOUT):
+            err = proc.stderr.read()
+        assert proc.wait(timeout=TIMEOUT) == 0, err
+        assert b"Traceback" not in err and b"closed: code 1000" in err, err
+        assert codes.get(timeout=TIMEOUT) == 1000
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)

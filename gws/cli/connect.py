@@ -19,10 +19,10 @@ from typing import IO, Any, Dict, Iterable, List, Optional, Tuple, Union
 import gevent
 
 from ..client import connect
-from ..errors import ProtocolError
+from ..errors import ProtocolError, WebSocketError
 from ..frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Message
 from ..io import Reader, Writer
-from ..protocol import DEFAULT_MAX_SIZE, Assembler
+from ..protocol import DEFAULT_MAX_SIZE, OPEN, Assembler
 from ..url import parse_url
 from .args import RawHelp, UsageError, duration, header, seconds, size
 from .console import Console, piped_lines
@@ -353,6 +353,8 @@ def _send_all(
             return 1
         if show:
             printer.sent(data if binary else line)
+        if printer.out_closed:
+            break
     return 0
 
 
@@ -378,6 +380,11 @@ def _receive(
             continue
         if message is not None:
             printer.received(message.payload)
+            if printer.out_closed and conn.state is OPEN:  # | head has had enough
+                try:
+                    conn.close(1000, "")
+                except WebSocketError:
+                    pass
 
 
 def _trace_sent(conn: Any, printer: Printer, *, frames: bool, controls: bool) -> None:

@@ -145,6 +145,22 @@ def _is_text(data: bytes) -> bool:
     return True
 
 
+def _silence(stream: IO[str]) -> None:
+    """Point a broken pipe's descriptor at /dev/null, so that nothing more,
+    not even the flush at exit, fails writing to it."""
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        return
+    try:
+        os.dup2(devnull, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(devnull)
+
+
 class Printer:
     """Prints what a CLI session shows.
 
@@ -153,7 +169,9 @@ class Printer:
     stdout (wsdump's ``--raw``). ``hex``: binary payloads as hex. ``timings``: each line
     starts with the seconds since ``start`` (wsdump's ``--timings``).
     ``before``/``after`` are called around each line (the interactive
-    console clears and redraws its prompt there).
+    console clears and redraws its prompt there). Once a stream turns out
+    to be a closed pipe, ``out_closed`` is True and nothing more is written
+    to it.
     """
 
     def __init__(
@@ -177,6 +195,7 @@ class Printer:
         self.timings = timings
         self.clock = clock
         self.start = clock()
+        self.out_closed = False  # stdout or stderr is a closed pipe
         self.before: Optional[Callable[[], None]] = None
         self.after: Optional[Callable[[], None]] = None
 
@@ -187,8 +206,13 @@ class Printer:
             text = COLORS[kind] + text + RESET
         if self.before is not None:
             self.before()
-        stream.write(text + "\n")
-        stream.flush()
+        try:
+            stream.write(text + "\n")
+            stream.flush()
+        except BrokenPipeError:  # the reader went away (| head): print no more
+            self.out_closed = True
+            _silence(stream)
+            return
         if self.after is not None:
             self.after()
 
