@@ -486,3 +486,95 @@ def run_node(script: str, *args: str, timeout: float = 60.0) -> Any:
         timeout=timeout,
         cwd=NODE_DIR,
     )
+
+
+
+# -- command line subprocesses -----------------------------------------------------------
+
+
+class CliProcess:
+    """A command (``python -m gws ...``, wscat) in a subprocess, its stdout
+    and stderr read line by line by greenlets (so servers in this process
+    keep serving), every wait bounded by ``DEADLINE``.
+
+    ``expect(text)`` returns the next stdout line containing ``text``
+    (``expect_err`` for stderr); ``out`` / ``err`` hold every line so far.
+    ``stop()`` (also at teardown of the fixtures that make these) closes
+    stdin, terminates, then kills.
+    """
+
+    def __init__(self, argv: List[str], *, env: Optional[dict] = None, cwd: Optional[str] = None):
+        import gevent.subprocess as gsub
+
+        self.argv = argv
+        self.proc = gsub.Popen(
+            argv, stdin=gsub.PIPE, stdout=gsub.PIPE, stderr=gsub.PIPE, env=env, cwd=cwd
+        )
+        self.out: List[str] = []
+        self.err: List[str] = []
+        self._queues = {"out": Queue(), "err": Queue()}
+        self._readers = [
+            gevent.spawn(self._pump, self.proc.stdout, self.out, self._queues["out"]),
+            gevent.spawn(self._pump, self.proc.stderr, self.err, self._queues["err"]),
+        ]
+
+    @staticmethod
+    def _pump(stream: Any, lines: List[str], queue: Queue) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            lines.append(line)
+            queue.put(line)
+        queue.put(None)
+
+    def _expect(self, which: str, text: str, timeout: float) -> str:
+        queue = self._queues[which]
+        with gevent.Timeout(timeout, AssertionError(f"no {which} line with {text!r}: {self}")):
+            while True:
+                line = queue.get()
+                if line is None:
+                    queue.put(None)
+                    raise AssertionError(f"{which} ended before a line with {text!r}: {self}")
+                if text in line:
+                    return line
+
+    def expect(self, text: str, timeout: float = DEADLINE) -> str:
+        return self._expect("out", text, timeout)
+
+    def expect_err(self, text: str, timeout: float = DEADLINE) -> str:
+        return self._expect("err", text, timeout)
+
+    def send(self, text: str) -> None:
+        self.proc.stdin.write(text.encode("utf-8"))
+        self.proc.stdin.flush()
+
+    def close_stdin(self) -> None:
+        if not self.proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+    def wait(self, timeout: float = DEADLINE) -> int:
+        """The exit status, once stdout and stderr are read to their end."""
+        code = self.proc.wait(timeout=timeout)
+        gevent.joinall(self._readers, timeout=timeout)
+        return code
+
+    def stop(self) -> None:
+        self.close_stdin()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - TimeoutExpired: kill it
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        gevent.joinall(self._readers, timeout=5)
+        for reader in self._readers:
+            reader.kill()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+    def __str__(self) -> str:
+        out = "\n".join(self.out)
+        err = "\n".join(self.err)
+        return f"{' '.join(self.argv)}\n--- stdout\n{out}\n--- stderr\n{err}"
