@@ -14,7 +14,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("rtt", "bulk", "text", "deflate", "fanout")
+WORKLOADS = (
+    "rtt",
+    "bulk",
+    "text",
+    "deflate",
+    "deflate-bin",
+    "wss-rtt",
+    "wss-bulk",
+    "handshake",
+    "handshake-wss",
+    "fanout",
+    "fanout-deflate",
+)
 
 
 @pytest.mark.timeout(300)
@@ -36,5 +48,10 @@ def test_quick_benchmark_runs_and_reports_every_gws_workload(tmp_path: Path) -> 
     for key, row in summary.items():
         if row["client"] in ("gws", "floor") and row["workload"] != "deflate":
             assert row["status"] == "ok", (key, row)
+    for workload in ("handshake", "handshake-wss"):
+        cs = {row["c"] for row in summary.values() if row["workload"] == workload}
+        assert cs == {1, 10}, (workload, cs)  # sequential and concurrent (quick: 10)
+    assert summary["wss-rtt/gws"]["info"]["speedups"] in (True, False)
     table = (tmp_path / "results.md").read_text()
     assert "| gws |" in table and "Targets for gws" in table
+    assert "wss-bulk" in table and "handshakes/s" in table
