@@ -25,9 +25,14 @@ __all__ = [
 
 EXTENSION = "permessage-deflate"
 _TAIL = b"\x00\x00\xff\xff"
-# zlib's deflate state is (1 << (window + 2)) + (1 << (mem_level + 9)) bytes:
-# 5 instead of the default 8 saves 112 KiB per compressing connection.
-_MEM_LEVEL = 5
+# zlib's deflate state is (1 << (window + 2)) + (1 << (mem_level + 9)) bytes
+# plus ~6 KiB: 144 KiB at window 15 / memLevel 5, 30 KiB at 12 / 4. Our own
+# window may always be smaller than the negotiated one (the peer's inflater
+# only needs distances within its window), and on text and JSON a 4 KiB
+# window and memLevel 4 compress within 1 % of 32 KiB / 5 (benchmarks/README.md).
+# The inflater must use the peer's window: 32 KiB + 7 KiB at the default 15.
+_MEM_LEVEL = 4
+DEFAULT_WINDOW_BITS = 12
 # Whole messages shorter than this are sent uncompressed: deflate's block
 # header and flush marker make them no smaller, and each costs a zlib call.
 DEFAULT_THRESHOLD = 64
@@ -254,6 +259,8 @@ class PerMessageDeflate:
     section 6 lets a sender leave any message uncompressed, RSV1 clear):
     messages under ``threshold`` bytes, and messages that deflate would not
     shrink, go out as they are; :meth:`compress` always compresses.
+    ``window_bits`` caps the window of our compressor (never above what was
+    negotiated): a smaller window is always decodable and costs less memory.
     """
 
     def __init__(
@@ -263,6 +270,7 @@ class PerMessageDeflate:
         is_client: bool,
         level: int = 1,
         threshold: int = DEFAULT_THRESHOLD,
+        window_bits: int = DEFAULT_WINDOW_BITS,
     ) -> None:
         self.params = params
         self.threshold = threshold
@@ -279,7 +287,8 @@ class PerMessageDeflate:
             self._in_reset = params.client_no_context_takeover
             in_bits = params.client_max_window_bits
         # zlib refuses a raw deflate window of 8; 9 keeps distances within 256.
-        self._out_bits = -max(out_bits, 9)
+        # ``window_bits`` caps our compressor's window below the negotiated one.
+        self._out_bits = -max(min(out_bits, window_bits), 9)
         self._in_bits = -max(in_bits, 9)
         self._level = level
         # zlib's (de)compressor types are not exposed at runtime: these
