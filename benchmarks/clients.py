@@ -36,10 +36,23 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 CLIENTS = ("gws", "floor", "websocket-client", "websocket-client+wsaccel", "websockets")
-WORKLOADS = ("rtt", "bulk", "text", "deflate", "fanout")
+# Sequential echo workloads; "wss-" ones run the same exchange over TLS.
+ECHO = ("rtt", "bulk", "text", "deflate", "deflate-bin", "wss-rtt", "wss-bulk")
+# Opening handshake + close handshake, repeated (--c of them in flight at once).
+HANDSHAKES = ("handshake", "handshake-wss")
+WORKLOADS = (*ECHO, *HANDSHAKES, "fanout", "fanout-deflate")
+DEFLATE = ("deflate", "deflate-bin", "fanout-deflate")
 
 MIB = 1024 * 1024
-SIZES = {"rtt": 16, "bulk": MIB, "text": 64 * 1024, "deflate": 64 * 1024, "fanout": 16}
+SIZES = {
+    "rtt": 16,
+    "bulk": MIB,
+    "text": 64 * 1024,
+    "deflate": 64 * 1024,
+    "deflate-bin": MIB,
+    "fanout": 16,
+    "fanout-deflate": 2048,
+}
 FANOUT_ROUND_TRIPS = 20
 CONNECT_TIMEOUT = 10.0  # seconds, for TCP connect + opening handshake
 CONNECT_CONCURRENCY = 200  # handshakes in flight at once in the fanout workload
@@ -102,12 +115,48 @@ def json_payload(size: int) -> str:
     return text + " " * (size - len(text))
 
 
+def base_workload(workload: str) -> str:
+    """The exchange a workload runs: ``wss-rtt`` is ``rtt`` over TLS."""
+    return workload[4:] if workload.startswith("wss-") else workload
+
+
 def payload_for(workload: str, size: int) -> Any:
+    workload = base_workload(workload)
     if workload == "text":
         return text_payload(size)
-    if workload == "deflate":
+    if workload in ("deflate", "fanout-deflate"):
         return json_payload(size)
     return binary_payload(size)
+
+
+# -- TLS: one client context per process, from the CA file run.py made --------
+
+TLS_CA: Optional[str] = None  # set from --ca
+
+
+_TLS_CONTEXTS: Dict[bool, Any] = {}
+
+
+def tls_context(cooperative: bool = False) -> Any:
+    """The process's client SSLContext trusting ``TLS_CA``, built on first use.
+
+    ``cooperative``: gevent's SSLContext (its sockets wait on the hub), for the
+    floor; otherwise the stdlib's, for the threaded peers.
+    """
+    ctx = _TLS_CONTEXTS.get(cooperative)
+    if ctx is None:
+        if not TLS_CA:
+            raise Skip("wss workloads need --ca (run.py makes a trustme CA)")
+        if cooperative:
+            from gevent import ssl as gssl
+
+            ctx = gssl.create_default_context(cafile=TLS_CA)
+        else:
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=TLS_CA)
+        _TLS_CONTEXTS[cooperative] = ctx
+    return ctx
 
 
 # -- measurement helpers -------------------------------------------------------
@@ -189,6 +238,8 @@ class FloorConnection:
         port = parts.port or 80
         self.sock = gsocket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if parts.scheme == "wss":
+            self.sock = tls_context(cooperative=True).wrap_socket(self.sock, server_hostname=host)
         self.buf = bytearray(max(bufsize, 256))
         self.view = memoryview(self.buf)
         self.start = 0
@@ -271,8 +322,8 @@ class FloorConnection:
 
 
 def open_floor(url: str, workload: str, payload: Any) -> Opened:
-    if workload == "deflate":
-        raise Skip("the floor does not implement permessage-deflate")
+    # deflate workloads: the floor offers no extension, so nothing is compressed
+    # either way -- the least CPU a client can spend on those bytes.
     text = isinstance(payload, str)
     data = payload.encode("utf-8") if text else payload
     conn = FloorConnection(url, len(data) + 16)
@@ -310,14 +361,16 @@ def open_gws(url: str, workload: str, payload: Any, heartbeat: Optional[int] = N
         import gws
     except ImportError as exc:
         raise Skip(f"gws not importable: {exc}") from None
-    options: Dict[str, Any] = {"compression": "deflate" if workload == "deflate" else None}
+    options: Dict[str, Any] = {"compression": "deflate" if workload in DEFLATE else None}
     options["timeout"] = int(CONNECT_TIMEOUT * 1000)
     if heartbeat:
         options["heartbeat"] = heartbeat
+    if url.startswith("wss:"):
+        options["tls"] = {"ca": TLS_CA}  # gws builds this context once per process
     res, read, write = gws.connect(url, **options)
     if not res:
         raise ConnectionError(f"gws.connect failed: {read}")
-    if workload == "deflate" and not res.extensions:
+    if workload in DEFLATE and not res.extensions:
         raise RuntimeError("permessage-deflate was not negotiated")
 
     def rt(msg: Any) -> Any:
@@ -357,11 +410,14 @@ def import_websocket_client(with_wsaccel: bool) -> Any:
 
 def open_websocket_client(url: str, workload: str, payload: Any, wsaccel: bool) -> Opened:
     websocket = import_websocket_client(wsaccel)
-    if workload == "deflate":
+    if workload in DEFLATE:
         raise Skip("websocket-client has no permessage-deflate support")
     # timeout bounds connect + handshake; the measured loop then uses the
     # library's default blocking socket (a timeout would add a poll() per call).
-    ws = websocket.create_connection(url, timeout=CONNECT_TIMEOUT)
+    kwargs: Dict[str, Any] = {"timeout": CONNECT_TIMEOUT}
+    if url.startswith("wss:"):
+        kwargs["sslopt"] = {"context": tls_context()}
+    ws = websocket.create_connection(url, **kwargs)
     ws.settimeout(None)
     send = ws.send if isinstance(payload, str) else ws.send_binary
     recv = ws.recv
@@ -381,8 +437,10 @@ def open_websockets(
     except ImportError:
         raise Skip("websockets not installed") from None
     kwargs: Dict[str, Any] = {"open_timeout": CONNECT_TIMEOUT, "max_size": 16 * MIB}
-    if workload != "deflate":
+    if workload not in DEFLATE:
         kwargs["compression"] = None  # deflate: the library default ("deflate")
+    if url.startswith("wss:"):
+        kwargs["ssl"] = tls_context()
     if heartbeat:
         kwargs["ping_interval"] = heartbeat / 1000.0
     if "legacy" in inspect.signature(connect).parameters:
@@ -442,12 +500,13 @@ def same(got: Any, sent: Any) -> bool:
 
 def run_sequential(args: argparse.Namespace) -> Dict[str, Any]:
     """Echo one message ``n`` times (at least ``min_time`` s) on one connection."""
-    size = args.size or SIZES[args.workload]
+    size = args.size or SIZES[base_workload(args.workload)]
     payload = payload_for(args.workload, size)
     nbytes = len(payload.encode("utf-8")) if isinstance(payload, str) else len(payload)
     rt, close, info = open_client(args.client, args.url, args.workload, payload)
     try:
-        warm = max(1, min(args.n // 10, 2000 if args.workload == "rtt" else 20))
+        rtt = base_workload(args.workload) == "rtt"
+        warm = max(1, min(args.n // 10, 2000 if rtt else 20))
         for _ in range(warm):
             got = rt(payload)
         if not same(got, payload):
@@ -474,7 +533,7 @@ def run_sequential(args: argparse.Namespace) -> Dict[str, Any]:
         close()
     result: Dict[str, Any] = {"n": done, "bytes": nbytes, "wall_s": wall, "cpu_s": cpu}
     result["info"] = info
-    if args.workload == "rtt":
+    if rtt:
         result["rate"] = done / wall
         result["unit"] = "round trips/s"
         result["cpu_per_op"] = cpu / done * 1e6
@@ -488,7 +547,105 @@ def run_sequential(args: argparse.Namespace) -> Dict[str, Any]:
     return result
 
 
+# -- handshakes -------------------------------------------------------------------
+
+
+def run_handshakes(args: argparse.Namespace) -> Dict[str, Any]:
+    """Open + close connections, ``--c`` at a time, until ``n`` (and ``min_time`` s).
+
+    gws and the floor run their workers as greenlets, the peers as threads
+    (what their users do); each worker opens, closes (close handshake), repeats.
+    """
+    check_import(args.client)
+    workers = max(1, args.c)
+    counts = {"done": 0, "started": 0}
+    errors: List[str] = []
+    t0 = time.perf_counter()
+    deadline = t0 + args.max_time
+
+    def more() -> bool:
+        now = time.perf_counter()
+        if counts["started"] >= args.max_n or now >= deadline:
+            return False
+        return counts["started"] < args.n or now - t0 < args.min_time
+
+    def one() -> None:
+        rt, close, _ = open_client(args.client, args.url, "handshake", b"")
+        close()
+
+    # a first connection outside the clock: imports, TLS context, resolver
+    one()
+    if args.client in ("gws", "floor"):
+        import gevent
+
+        def worker() -> None:
+            while more():
+                counts["started"] += 1
+                try:
+                    one()
+                except Exception as exc:  # noqa: BLE001 - counted and reported
+                    errors.append(repr(exc))
+                    return
+                counts["done"] += 1
+
+        t0 = time.perf_counter()
+        deadline = t0 + args.max_time
+        c0 = cpu_seconds()
+        greenlets = [gevent.spawn(worker) for _ in range(workers)]
+        gevent.joinall(greenlets, timeout=args.max_time + CONNECT_TIMEOUT)
+        gevent.killall([g for g in greenlets if not g.dead])
+    else:
+        import threading
+
+        lock = threading.Lock()
+
+        def tworker() -> None:
+            while True:
+                with lock:
+                    if not more():
+                        return
+                    counts["started"] += 1
+                try:
+                    one()
+                except Exception as exc:  # noqa: BLE001
+                    with lock:
+                        errors.append(repr(exc))
+                    return
+                with lock:
+                    counts["done"] += 1
+
+        t0 = time.perf_counter()
+        deadline = t0 + args.max_time
+        c0 = cpu_seconds()
+        threads = [threading.Thread(target=tworker, daemon=True) for _ in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(max(0.0, deadline + CONNECT_TIMEOUT - time.perf_counter()))
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds() - c0
+    if errors:
+        raise RuntimeError(f"{len(errors)} handshakes failed, first: {errors[0]}")
+    done = counts["done"]
+    return {
+        "n": done,
+        "c": workers,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rate": done / wall,
+        "unit": "handshakes/s",
+        "cpu_per_op": cpu / max(1, done) * 1e3,
+        "cpu_unit": "CPU ms/handshake",
+        "model": "greenlets" if args.client in ("gws", "floor") else "threads",
+    }
+
+
 # -- fanout -----------------------------------------------------------------------
+
+
+def fanout_round_trips(workload: str) -> int:
+    """Round trips per connection: 20, or 1 for fanout-deflate (state after one message)."""
+    return 1 if workload == "fanout-deflate" else FANOUT_ROUND_TRIPS
 
 
 def fanout_phases(t0: float, marks: Dict[str, float], wall: float) -> Dict[str, Any]:
@@ -524,7 +681,7 @@ def run_fanout_gevent(args: argparse.Namespace, payload: bytes) -> Dict[str, Any
         conn = None
         try:
             with gate:
-                conn = open_client(args.client, args.url, "fanout", payload, heartbeat)
+                conn = open_client(args.client, args.url, args.workload, payload, heartbeat)
         except Exception as exc:  # noqa: BLE001 - counted and reported
             errors.append(f"open: {exc!r}")
         arrive("opened", all_open)
@@ -534,7 +691,7 @@ def run_fanout_gevent(args: argparse.Namespace, payload: bytes) -> Dict[str, Any
         rt, close, _ = conn
         try:
             all_open.wait(args.max_time)
-            for _ in range(FANOUT_ROUND_TRIPS):
+            for _ in range(fanout_round_trips(args.workload)):
                 if len(rt(payload)) != len(payload):
                     raise RuntimeError("echo has the wrong length")
         except Exception as exc:  # noqa: BLE001
@@ -586,7 +743,7 @@ def run_fanout_threads(args: argparse.Namespace, payload: bytes) -> Dict[str, An
         conn = None
         try:
             with gate:
-                conn = open_client(args.client, args.url, "fanout", payload, heartbeat)
+                conn = open_client(args.client, args.url, args.workload, payload, heartbeat)
         except Exception as exc:  # noqa: BLE001
             with lock:
                 errors.append(f"open: {exc!r}")
@@ -597,7 +754,7 @@ def run_fanout_threads(args: argparse.Namespace, payload: bytes) -> Dict[str, An
         rt, close, _ = conn
         try:
             all_open.wait(args.max_time)
-            for _ in range(FANOUT_ROUND_TRIPS):
+            for _ in range(fanout_round_trips(args.workload)):
                 if len(rt(payload)) != len(payload):
                     raise RuntimeError("echo has the wrong length")
         except Exception as exc:  # noqa: BLE001
@@ -632,7 +789,7 @@ def run_fanout(args: argparse.Namespace) -> Dict[str, Any]:
     """Many connections in one process: wall time, peak RSS, RSS per connection."""
     c = args.c
     soft, hard = raise_nofile(c + 64)
-    payload = binary_payload(SIZES["fanout"])
+    payload = payload_for(args.workload, SIZES[args.workload])
     check_import(args.client)
     if args.client in ("gws", "floor"):
         import gevent  # noqa: F401 - imported before the baseline, like the libraries
@@ -650,7 +807,7 @@ def run_fanout(args: argparse.Namespace) -> Dict[str, Any]:
         raise RuntimeError(f"{len(errors)} errors, first: {errors[0]}")
     result.update(
         c=c,
-        n=c * FANOUT_ROUND_TRIPS,
+        n=c * fanout_round_trips(args.workload),
         baseline_rss_kib=baseline,
         peak_rss_kib=peak,
         ru_maxrss_kib=float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
@@ -672,13 +829,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--client", required=True, choices=CLIENTS)
     p.add_argument("--workload", required=True, choices=WORKLOADS)
-    p.add_argument("--url", required=True, help="ws:// URL of an echo server")
+    p.add_argument("--url", required=True, help="ws:// or wss:// URL of an echo server")
+    p.add_argument("--ca", default=None, help="CA file that signed the wss server's certificate")
     p.add_argument("--n", type=int, default=1000, help="minimum messages (sequential workloads)")
     p.add_argument("--min-time", type=float, default=0.0, help="keep going until this many seconds")
     p.add_argument("--max-n", type=int, default=0, help="hard cap on messages (default 50 x n)")
     p.add_argument("--max-time", type=float, default=60.0, help="time cap of the measured loop, s")
     p.add_argument("--size", type=int, default=0, help="payload bytes (default per workload)")
-    p.add_argument("--c", type=int, default=1000, help="connections (fanout)")
+    p.add_argument("--c", type=int, default=1000, help="connections (fanout; handshakes in flight)")
     p.add_argument("--heartbeat", type=int, default=1000, help="heartbeat interval, ms (fanout)")
     p.add_argument("--watchdog", type=float, default=0.0, help="exit the process after this many s")
     args = p.parse_args(argv)
@@ -690,12 +848,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    global TLS_CA
     args = parse_args(argv)
+    TLS_CA = args.ca
     faulthandler.dump_traceback_later(args.watchdog, exit=True)
     base = {"client": args.client, "workload": args.workload}
     try:
-        if args.workload == "fanout":
+        if args.workload in ("fanout", "fanout-deflate"):
             result = run_fanout(args)
+        elif args.workload in HANDSHAKES:
+            result = run_handshakes(args)
         else:
             check_import(args.client)
             result = run_sequential(args)

@@ -42,13 +42,23 @@ README_END = "<!-- latest-results:end -->"
 
 CLIENTS = ("gws", "floor", "websocket-client", "websocket-client+wsaccel", "websockets")
 PEERS = ("floor", "websocket-client", "websocket-client+wsaccel", "websockets")
-SEQUENTIAL = ("rtt", "bulk", "text", "deflate")
+SEQUENTIAL = ("rtt", "bulk", "text", "deflate", "deflate-bin", "wss-rtt", "wss-bulk")
+HANDSHAKES = ("handshake", "handshake-wss")
+FANOUTS = ("fanout", "fanout-deflate")
+WORKLOADS = (*SEQUENTIAL, *HANDSHAKES, *FANOUTS)
+PINNED = ("rtt", "wss-rtt")
+TLS_WORKLOADS = ("wss-rtt", "wss-bulk", "handshake-wss")
+THREAD_MODE_PY = BENCH / "thread_mode.py"
 
 # Clients that cannot run a workload at all: recorded without spawning anything.
 STATIC_SKIPS = {
     ("deflate", "floor"): "no permessage-deflate in the floor",
     ("deflate", "websocket-client"): "websocket-client has no permessage-deflate",
     ("deflate", "websocket-client+wsaccel"): "websocket-client has no permessage-deflate",
+    ("deflate-bin", "websocket-client"): "websocket-client has no permessage-deflate",
+    ("deflate-bin", "websocket-client+wsaccel"): "websocket-client has no permessage-deflate",
+    ("fanout-deflate", "websocket-client"): "websocket-client has no permessage-deflate",
+    ("fanout-deflate", "websocket-client+wsaccel"): "websocket-client has no permessage-deflate",
 }
 # Python modules each client needs (checked before spawning: "not installed").
 REQUIRES = {
@@ -81,7 +91,15 @@ TITLES = {
     "bulk": "bulk: 1 MiB binary echoes, one connection",
     "text": "text: 64 KiB UTF-8 text echoes (str in, str out), one connection",
     "deflate": "deflate: 64 KiB JSON-like text echoes with permessage-deflate",
+    "deflate-bin": "deflate-bin: 1 MiB random (incompressible) bytes with permessage-deflate; "
+    "the floor offers no compression",
+    "wss-rtt": "wss-rtt: 16-byte binary round trips over TLS (trustme certificate)",
+    "wss-bulk": "wss-bulk: 1 MiB binary echoes over TLS (trustme certificate)",
+    "handshake": "handshake: ws:// open + close handshakes per second",
+    "handshake-wss": "handshake-wss: wss:// open + close handshakes per second (TLS 1.3)",
     "fanout": "fanout: C concurrent connections in one process, 20 round trips each",
+    "fanout-deflate": "fanout-deflate: C connections with permessage-deflate, one 2 KiB JSON "
+    "message exchanged each",
 }
 
 
@@ -97,10 +115,22 @@ class Config:
     heartbeat: int
     rounds: int
     warmup: bool
+    handshakes: Sequence[int] = (1, 100)  # handshakes in flight (sequential, concurrent)
+    fanout_deflate: Dict[str, Sequence[int]] = field(default_factory=dict)
 
 
 FULL = Config(
-    n={"rtt": 20_000, "bulk": 100, "text": 100, "deflate": 100},
+    n={
+        "rtt": 20_000,
+        "bulk": 100,
+        "text": 100,
+        "deflate": 100,
+        "deflate-bin": 50,
+        "wss-rtt": 20_000,
+        "wss-bulk": 100,
+        "handshake": 1000,
+        "handshake-wss": 500,
+    },
     min_time=1.0,
     max_time=20.0,
     fanout={
@@ -113,9 +143,20 @@ FULL = Config(
     heartbeat=5000,
     rounds=3,
     warmup=True,
+    fanout_deflate={"gws": (1_000,), "floor": (1_000,), "websockets": (1_000,)},
 )
 QUICK = Config(
-    n={"rtt": 200, "bulk": 4, "text": 8, "deflate": 8},
+    n={
+        "rtt": 200,
+        "bulk": 4,
+        "text": 8,
+        "deflate": 8,
+        "deflate-bin": 4,
+        "wss-rtt": 200,
+        "wss-bulk": 4,
+        "handshake": 20,
+        "handshake-wss": 10,
+    },
     min_time=0.0,
     max_time=10.0,
     fanout={"gws": (50,), "floor": (50,), "websocket-client": (50,), "websockets": (50,)},
@@ -123,6 +164,8 @@ QUICK = Config(
     heartbeat=100,
     rounds=1,
     warmup=False,
+    handshakes=(1, 10),
+    fanout_deflate={"gws": (20,), "floor": (20,), "websockets": (20,)},
 )
 
 
@@ -147,10 +190,15 @@ class Server:
     proc: subprocess.Popen  # type: ignore[type-arg]
     plain: int
     deflate: int
+    tls: Optional[int] = None
     info: Dict[str, Any] = field(default_factory=dict)
 
     def url(self, workload: str) -> str:
-        port = self.deflate if workload == "deflate" else self.plain
+        if workload in TLS_WORKLOADS:
+            return f"wss://127.0.0.1:{self.tls}/"
+        port = (
+            self.deflate if workload in ("deflate", "deflate-bin", "fanout-deflate") else self.plain
+        )
         return f"ws://127.0.0.1:{port}/"
 
     def stop(self) -> None:
@@ -348,9 +396,38 @@ def read_line(proc: subprocess.Popen, timeout: float) -> str:  # type: ignore[ty
     return data.split(b"\n", 1)[0].decode()
 
 
-def start_server(kind: str, scratch: Path, log_path: Path) -> Server:
+@dataclass
+class Certs:
+    """A trustme CA and a server certificate for 127.0.0.1, as PEM files."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_certs(out: Path) -> Optional[Certs]:
+    """Write a throwaway CA and a 127.0.0.1 certificate into ``out`` (None without trustme)."""
+    try:
+        import trustme
+    except ImportError:
+        return None
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    certs = Certs(out / "bench-ca.pem", out / "bench-server.pem", out / "bench-server.key")
+    ca.cert_pem.write_to_path(str(certs.ca))
+    server.private_key_pem.write_to_path(str(certs.key))
+    with certs.cert.open("wb") as fh:
+        for blob in server.cert_chain_pems:
+            fh.write(blob.bytes())
+    return certs
+
+
+def start_server(kind: str, scratch: Path, log_path: Path, certs: Optional[Certs] = None) -> Server:
     """Start the echo server subprocess on free 127.0.0.1 ports."""
     env = client_env()
+    if certs is not None:
+        env["GWS_BENCH_CERT"] = str(certs.cert)
+        env["GWS_BENCH_KEY"] = str(certs.key)
     if kind == "node":
         modules = ensure_node_ws(scratch)
         env["NODE_PATH"] = str(modules)
@@ -371,7 +448,15 @@ def start_server(kind: str, scratch: Path, log_path: Path) -> Server:
         proc.wait(5)
         tail = log_path.read_text(errors="replace")[-2000:]
         raise SetupError(f"{kind} echo server failed to start: {exc}\n{tail}") from None
-    return Server(kind, proc, int(info.pop("plain")), int(info.pop("deflate")), info)
+    tls = info.pop("tls", None)
+    return Server(
+        kind,
+        proc,
+        int(info.pop("plain")),
+        int(info.pop("deflate")),
+        int(tls) if tls else None,
+        info,
+    )
 
 
 def set_affinity(pid: int, cpus: Optional[Sequence[int]]) -> bool:
@@ -395,12 +480,19 @@ def set_affinity(pid: int, cpus: Optional[Sequence[int]]) -> bool:
 # -- running clients -----------------------------------------------------------------
 
 
-def client_command(job: Job, url: str, cfg: Config, pin: bool) -> List[str]:
+def client_command(
+    job: Job, url: str, cfg: Config, pin: bool, ca: Optional[Path] = None
+) -> List[str]:
     cmd = [sys.executable, str(CLIENTS_PY), "--client", job.client, "--workload", job.workload]
     cmd += ["--url", url]
-    if job.workload == "fanout":
+    if ca is not None:
+        cmd += ["--ca", str(ca)]
+    if job.workload in FANOUTS:
         cmd += ["--c", str(job.c), "--heartbeat", str(cfg.heartbeat)]
         cmd += ["--max-time", str(cfg.fanout_max_time)]
+    elif job.workload in HANDSHAKES:
+        cmd += ["--c", str(job.c), "--n", str(cfg.n[job.workload])]
+        cmd += ["--min-time", str(cfg.min_time), "--max-time", str(cfg.max_time)]
     else:
         cmd += ["--n", str(cfg.n[job.workload]), "--min-time", str(cfg.min_time)]
         cmd += ["--max-time", str(cfg.max_time)]
@@ -411,10 +503,15 @@ def client_command(job: Job, url: str, cfg: Config, pin: bool) -> List[str]:
     return cmd
 
 
-def run_job(job: Job, server: Server, cfg: Config, pin: bool, rnd: int) -> Dict[str, Any]:
+def run_job(
+    job: Job, server: Server, cfg: Config, pin: bool, rnd: int, ca: Optional[Path] = None
+) -> Dict[str, Any]:
     """Run one client subprocess; return its result (or an error record)."""
-    cmd = client_command(job, server.url(job.workload), cfg, pin)
-    max_time = cfg.fanout_max_time if job.workload == "fanout" else cfg.max_time
+    if job.workload in TLS_WORKLOADS and (server.tls is None or ca is None):
+        base = {"workload": job.workload, "client": job.client, "round": rnd}
+        return {**base, **({"c": job.c} if job.c else {}), "skipped": "no TLS (trustme missing)"}
+    cmd = client_command(job, server.url(job.workload), cfg, pin, ca)
+    max_time = cfg.fanout_max_time if job.workload in FANOUTS else cfg.max_time
     limit = max_time * 2 + 60
     base: Dict[str, Any] = {"workload": job.workload, "client": job.client, "round": rnd}
     if job.c:
@@ -447,9 +544,14 @@ def plan(cfg: Config, clients: Sequence[str], workloads: Sequence[str]) -> Dict[
     """Jobs per workload, in a fixed base order (rotated per round)."""
     jobs: Dict[str, List[Job]] = {}
     for workload in workloads:
-        if workload == "fanout":
+        if workload in FANOUTS:
+            sizes = cfg.fanout if workload == "fanout" else cfg.fanout_deflate
             jobs[workload] = [
-                Job("fanout", client, c) for client in clients for c in cfg.fanout.get(client, ())
+                Job(workload, client, c) for client in clients for c in sizes.get(client, ())
+            ]
+        elif workload in HANDSHAKES:
+            jobs[workload] = [
+                Job(workload, client, c) for c in cfg.handshakes for client in clients
             ]
         else:
             jobs[workload] = [Job(workload, client) for client in clients]
@@ -469,7 +571,7 @@ def static_skip(job: Job) -> Optional[str]:
 def warm_up(server: Server, cfg: Config) -> None:
     """Exercise the server's hot paths (JIT) before anything is measured."""
     warm = Config(
-        n={"rtt": 5000, "bulk": 50, "text": 200, "deflate": 200},
+        n={**cfg.n, "rtt": 5000, "bulk": 50, "text": 200, "deflate": 200},
         min_time=0.0,
         max_time=20.0,
         fanout={},
@@ -486,7 +588,11 @@ def warm_up(server: Server, cfg: Config) -> None:
 
 
 def run_all(
-    args: argparse.Namespace, cfg: Config, server: Server, jobs: Dict[str, List[Job]]
+    args: argparse.Namespace,
+    cfg: Config,
+    server: Server,
+    jobs: Dict[str, List[Job]],
+    ca: Optional[Path] = None,
 ) -> List[Dict[str, Any]]:
     """All rounds; within a round each workload's clients are rotated round-robin."""
     results: List[Dict[str, Any]] = []
@@ -495,7 +601,7 @@ def run_all(
         for workload, wjobs in jobs.items():
             shift = (rnd - 1) % max(1, len(wjobs))
             order = wjobs[shift:] + wjobs[:shift]
-            pin = can_pin and workload == "rtt"
+            pin = can_pin and workload in PINNED
             if pin:
                 pin = set_affinity(server.proc.pid, [0])
             try:
@@ -509,7 +615,7 @@ def run_all(
                             results.append({**rec, "skipped": reason})
                         continue
                     t0 = time.monotonic()
-                    res = run_job(job, server, cfg, pin, rnd)
+                    res = run_job(job, server, cfg, pin, rnd, ca)
                     results.append(res)
                     print(
                         f"[round {rnd}/{cfg.rounds}] {job.key:<40} {brief(res)}"
@@ -528,12 +634,47 @@ def brief(res: Dict[str, Any]) -> str:
         return "ERROR " + str(res["error"])[:200]
     if "skipped" in res:
         return "skipped: " + str(res["skipped"])
-    if res["workload"] == "fanout":
+    if res["workload"] in FANOUTS:
         return (
             f"wall {res['wall_s']:.2f} s, peak RSS {res['peak_rss_kib'] / 1024:.1f} MiB, "
             f"{res['rss_per_conn_kib']:.1f} KiB/conn"
         )
     return f"{res['rate']:,.1f} {res['unit']}, {res['cpu_per_op']:.2f} {res['cpu_unit']}"
+
+
+def run_thread_mode(server: Server, cfg: Config, quick: bool) -> Dict[str, Any]:
+    """Run ``benchmarks/thread_mode.py`` (gws thread mode vs greenlets vs threads).
+
+    The script is called as ``thread_mode.py --url WS_URL --rounds N [--quick]``
+    and may print JSON lines; the last one is kept, and a ``markdown`` field
+    (or any non-JSON stdout) is shown in the results.
+    """
+    cmd = [sys.executable, str(THREAD_MODE_PY), "--url", server.url("rtt")]
+    cmd += ["--rounds", str(cfg.rounds)] + (["--quick"] if quick else [])
+    print("running benchmarks/thread_mode.py ...", file=sys.stderr, flush=True)
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=900, env=client_env(), cwd=str(REPO)
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out after 900 s"}
+    out_lines = proc.stdout.splitlines()
+    records = []
+    for line in out_lines:
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pass
+    result: Dict[str, Any] = {"returncode": proc.returncode, "command": cmd[1:]}
+    if records:
+        result.update(records[-1] if isinstance(records[-1], dict) else {"data": records[-1]})
+    text = "\n".join(line for line in out_lines if not line.startswith("{")).strip()
+    if text and "markdown" not in result:
+        result["markdown"] = text
+    if proc.returncode != 0 and "error" not in result:
+        result["error"] = f"exit {proc.returncode}: " + (proc.stderr or "")[-500:]
+    return result
 
 
 # -- summary -------------------------------------------------------------------------
@@ -571,7 +712,7 @@ def summarize(results: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
             if errors:
                 entry["errors"] = errors
             metrics = ["rate", "cpu_per_op", "wall_s", "cpu_s"]
-            if first["workload"] == "fanout":
+            if first["workload"] in FANOUTS:
                 metrics += ["peak_rss_kib", "baseline_rss_kib", "rss_per_conn_kib"]
                 metrics += ["open_s", "round_trips_s", "close_s"]
             for m in metrics:
@@ -607,7 +748,7 @@ def compute_ratios(summary: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Op
         workload, client = entry["workload"], entry["client"]
         if client == "gws":
             continue
-        if workload == "fanout":
+        if workload in FANOUTS:
             key = Job(workload, client, entry["c"]).key
             gkey = Job(workload, "gws", entry["c"]).key
             out[key] = {
@@ -618,8 +759,8 @@ def compute_ratios(summary: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Op
                 ),
             }
         else:
-            key = Job(workload, client).key
-            gkey = Job(workload, "gws").key
+            key = Job(workload, client, entry.get("c", 0)).key
+            gkey = Job(workload, "gws", entry.get("c", 0)).key
             out[key] = {
                 "rate": ratio(value(summary, gkey, "rate"), value(summary, key, "rate")),
                 "cpu": ratio(value(summary, gkey, "cpu_per_op"), value(summary, key, "cpu_per_op")),
@@ -630,35 +771,74 @@ def compute_ratios(summary: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Op
 def check_targets(
     summary: Dict[str, Dict[str, Any]], ratios: Dict[str, Dict[str, Optional[float]]], c_max: int
 ) -> List[Dict[str, Any]]:
-    """The team's targets for gws, each with the measured figure and pass/fail."""
+    """The targets of issue 14 for gws, each with the measured figure and pass/fail.
 
-    def rate_ratio(workload: str, peer: str) -> Optional[float]:
-        return ratios.get(Job(workload, peer).key, {}).get("rate")
+    Ratios are gws ÷ peer: throughput ratios want to be high, CPU, wall and
+    RSS ratios low.
+    """
 
-    rss = value(summary, Job("fanout", "gws", c_max).key, "rss_per_conn_kib")
-    wall = ratios.get(Job("fanout", "floor", c_max).key, {}).get("wall")
-    rows = [
-        ("rtt: gws ≥ 1.0× websocket-client", rate_ratio("rtt", "websocket-client"), 1.0, ">="),
-        ("rtt: gws ≥ 1.5× websockets", rate_ratio("rtt", "websockets"), 1.5, ">="),
+    def r(workload: str, peer: str, metric: str, c: int = 0) -> Optional[float]:
+        return ratios.get(Job(workload, peer, c).key, {}).get(metric)
+
+    fan_c = max((e["c"] for e in summary.values() if e["workload"] == "fanout-deflate"), default=0)
+    rows: List[Tuple[str, Optional[float], float, str]] = [
+        ("rtt: gws ≥ 0.95× floor, speed", r("rtt", "floor", "rate"), 0.95, ">="),
+        ("rtt: gws CPU/round trip ≤ 1.05× floor", r("rtt", "floor", "cpu"), 1.05, "<="),
+        ("bulk: gws ≥ 0.9× floor, speed", r("bulk", "floor", "rate"), 0.9, ">="),
+        ("bulk: gws CPU/MiB ≤ 1.25× floor", r("bulk", "floor", "cpu"), 1.25, "<="),
+        ("text: gws ≥ 0.95× floor, speed", r("text", "floor", "rate"), 0.95, ">="),
+        ("text: gws CPU/MiB ≤ 1.2× floor", r("text", "floor", "cpu"), 1.2, "<="),
+        ("deflate: gws ≥ 1.5× websockets, speed", r("deflate", "websockets", "rate"), 1.5, ">="),
         (
-            "bulk: gws ≥ 2× websocket-client (no wsaccel)",
-            rate_ratio("bulk", "websocket-client"),
-            2.0,
-            ">=",
+            "deflate: gws CPU/MiB ≤ 1/1.5 of websockets'",
+            r("deflate", "websockets", "cpu"),
+            1 / 1.5,
+            "<=",
         ),
-        ("bulk: gws ≥ 1.0× websockets", rate_ratio("bulk", "websockets"), 1.0, ">="),
-        ("text: gws ≥ 1.0× websockets", rate_ratio("text", "websockets"), 1.0, ">="),
-        (f"fanout C={c_max:,}: gws RSS/conn < 20 KiB", rss, 20.0, "<"),
-        (f"fanout C={c_max:,}: gws wall ≤ 1.5× floor", wall, 1.5, "<="),
+        (
+            "deflate-bin: gws CPU/MiB ≤ 3× floor's (no compression at all)",
+            r("deflate-bin", "floor", "cpu"),
+            3.0,
+            "<=",
+        ),
+        (
+            f"fanout C={c_max:,}: gws RSS/conn ≤ 12 KiB",
+            value(summary, Job("fanout", "gws", c_max).key, "rss_per_conn_kib"),
+            12.0,
+            "<=",
+        ),
+        (
+            f"fanout C={c_max:,}: gws wall ≤ 1.2× floor",
+            r("fanout", "floor", "wall", c_max),
+            1.2,
+            "<=",
+        ),
+        (
+            f"fanout-deflate C={fan_c:,}: gws RSS/conn ≤ 64 KiB",
+            value(summary, Job("fanout-deflate", "gws", fan_c).key, "rss_per_conn_kib"),
+            64.0,
+            "<=",
+        ),
     ]
+    for workload in HANDSHAKES:
+        for c in sorted({e.get("c", 0) for e in summary.values() if e["workload"] == workload}):
+            rows.append(
+                (
+                    f"{workload} C={c}: gws ≥ 1.5× websockets",
+                    r(workload, "websockets", "rate", c),
+                    1.5,
+                    ">=",
+                )
+            )
+    for workload in ("wss-rtt", "wss-bulk"):
+        for peer in ("websockets", "websocket-client"):
+            rows.append((f"{workload}: gws ≥ 1.0× {peer}", r(workload, peer, "rate"), 1.0, ">="))
     targets = []
     for name, measured, limit, op in rows:
         if measured is None:
             ok = None
         elif op == ">=":
             ok = measured >= limit
-        elif op == "<":
-            ok = measured < limit
         else:
             ok = measured <= limit
         targets.append({"target": name, "measured": measured, "limit": limit, "op": op, "pass": ok})
@@ -680,6 +860,15 @@ def fmt_load(load: Optional[Sequence[float]]) -> str:
 
 def fmt_ratio(x: Optional[float]) -> str:
     return "–" if x is None else f"{x:.2f}×"
+
+
+def fmt_spread(entry: Dict[str, Any], metric: str, digits: int) -> str:
+    """``min–max`` over rounds, and the spread as a share of the median."""
+    lo, hi = entry.get(metric + "_range", [None, None])
+    med = entry.get(metric)
+    if lo is None or hi is None or not med or entry.get("rounds", 1) < 2:
+        return ""
+    return f"{lo:,.{digits}f}–{hi:,.{digits}f} (±{(hi - lo) / 2 / med * 100:.0f}%)"
 
 
 def status_cell(entry: Dict[str, Any]) -> str:
@@ -721,40 +910,79 @@ def markdown(report: Dict[str, Any]) -> str:
         "(throughput), below 1.00× gws uses less (CPU per operation, wall time, memory).",
         "",
     ]
-    for workload in ("rtt", "bulk", "text", "deflate"):
+    for workload in (*SEQUENTIAL, *HANDSHAKES):
         entries = [e for e in summary.values() if e["workload"] == workload]
         if not entries:
             continue
         title = TITLES[workload]
-        if workload == "rtt" and any(e.get("pinned") for e in entries):
+        if workload in PINNED and any(e.get("pinned") for e in entries):
             title += "; client and server pinned to CPU 0"
-        unit = "round trips/s" if workload == "rtt" else "MiB/s"
-        cpu_unit = "client CPU µs/round trip" if workload == "rtt" else "client CPU ms/MiB"
+        if workload in HANDSHAKES:
+            unit, cpu_unit, digits = "handshakes/s", "client CPU ms/handshake", 0
+        elif workload in PINNED:
+            unit, cpu_unit, digits = "round trips/s", "client CPU µs/round trip", 0
+        else:
+            unit, cpu_unit, digits = "MiB/s", "client CPU ms/MiB", 1
         lines += [f"### {title}", ""]
+        if workload in HANDSHAKES:
+            lines += [
+                "C = handshakes in flight: gws and the floor run C greenlets, "
+                "websocket-client and websockets C threads; each opens a connection, "
+                "closes it (close handshake), repeats.",
+                "",
+            ]
         lines.append(
-            f"| client | {unit} | {cpu_unit} | gws ÷ client, speed | gws ÷ client, CPU "
-            f"| previous ({unit}) |"
+            f"| client | C | {unit} | spread over rounds | {cpu_unit} | gws ÷ client, speed "
+            f"| gws ÷ client, CPU | previous ({unit}) |"
         )
-        lines.append("|---|---:|---:|---:|---:|---:|")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for e in entries:
             ref = REFERENCE.get((workload, e["client"]))
+            c_cell = fmt(e.get("c")) if e.get("c") else ""
             if e["status"] != "ok":
-                lines.append(f"| {e['client']} | {status_cell(e)} | | | | {fmt(ref, 1)} |")
+                lines.append(
+                    f"| {e['client']} | {c_cell} | {status_cell(e)} | | | | | {fmt(ref, 1)} |"
+                )
                 continue
-            digits = 0 if workload == "rtt" else 1
-            r = ratios.get(Job(workload, e["client"]).key, {})
+            r = ratios.get(Job(workload, e["client"], e.get("c", 0)).key, {})
+            cpu_digits = 3 if workload in HANDSHAKES else 2
             lines.append(
-                f"| {e['client']} | {fmt(e['rate'], digits)} | {fmt(e['cpu_per_op'], 2)} "
+                f"| {e['client']} | {c_cell} | {fmt(e['rate'], digits)} "
+                f"| {fmt_spread(e, 'rate', digits)} | {fmt(e['cpu_per_op'], cpu_digits)} "
                 f"| {'' if e['client'] == 'gws' else fmt_ratio(r.get('rate'))} "
                 f"| {'' if e['client'] == 'gws' else fmt_ratio(r.get('cpu'))} "
                 f"| {fmt(ref, digits) if ref else ''} |"
             )
         lines.append("")
-    fan = [e for e in summary.values() if e["workload"] == "fanout"]
+    for fan_workload in FANOUTS:
+        lines += fanout_markdown(report, fan_workload)
+    thread_mode = report.get("thread_mode")
+    if thread_mode:
+        lines += ["### thread mode (benchmarks/thread_mode.py)", ""]
+        if thread_mode.get("markdown"):
+            lines += [str(thread_mode["markdown"]).rstrip(), ""]
+        elif thread_mode.get("error"):
+            lines += [f"error: {thread_mode['error']}", ""]
+    lines += ["### Targets for gws", "", "| target | measured | met |", "|---|---:|:---:|"]
+    for t in report["targets"]:
+        unit = " KiB" if "KiB" in t["target"] else "×"
+        measured = "–" if t["measured"] is None else f"{t['measured']:.2f}{unit}"
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["pass"]]
+        lines.append(f"| {t['target']} | {measured} | {met} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def fanout_markdown(report: Dict[str, Any], workload: str) -> List[str]:
+    """The table of one fanout workload (empty when it did not run)."""
+    summary: Dict[str, Dict[str, Any]] = report["summary"]
+    ratios: Dict[str, Dict[str, Optional[float]]] = report["ratios"]
+    lines: List[str] = []
+    fan = [e for e in summary.values() if e["workload"] == workload]
     if fan:
         hb = report["config"]["heartbeat_ms"]
         lines += [
-            f"### {TITLES['fanout']}",
+            f"### {TITLES[workload]}",
             "",
             f"gws: greenlets, `heartbeat={hb}` ms; floor: greenlets and raw gevent sockets, no "
             f"heartbeat; websocket-client: one thread per connection, no heartbeat (not supported "
@@ -770,14 +998,14 @@ def markdown(report: Dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for e in fan:
-            ref = REFERENCE.get(("fanout", e["client"])) if e.get("c") == 1000 else None
+            ref = REFERENCE.get((workload, e["client"])) if e.get("c") == 1000 else None
             if e["status"] != "ok":
                 lines.append(
                     f"| {e['client']} | {fmt(e.get('c'))} | {status_cell(e)} "
                     f"| | | | | | | {fmt(ref, 1) if ref else ''} |"
                 )
                 continue
-            r = ratios.get(Job("fanout", e["client"], e["c"]).key, {})
+            r = ratios.get(Job(workload, e["client"], e["c"]).key, {})
             is_gws = e["client"] == "gws"
             lines.append(
                 f"| {e['client']} | {fmt(e['c'])} | {fmt(e['wall_s'], 2)} "
@@ -789,14 +1017,7 @@ def markdown(report: Dict[str, Any]) -> str:
                 f"| {fmt(ref, 1) if ref else ''} |"
             )
         lines.append("")
-    lines += ["### Targets for gws", "", "| target | measured | met |", "|---|---:|:---:|"]
-    for t in report["targets"]:
-        unit = " KiB" if "KiB" in t["target"] else "×"
-        measured = "–" if t["measured"] is None else f"{t['measured']:.2f}{unit}"
-        met = {True: "yes", False: "**no**", None: "n/a"}[t["pass"]]
-        lines.append(f"| {t['target']} | {measured} | {met} |")
-    lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def write_readme(md: str) -> None:
@@ -833,9 +1054,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help="where npm installs ws + bufferutil",
     )
     p.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset")
-    p.add_argument(
-        "--workloads", default=",".join((*SEQUENTIAL, "fanout")), help="comma-separated subset"
-    )
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
     p.add_argument(
         "--fanout-c", default="", help="override C for gws and floor fanout, e.g. 1000,10000"
     )
@@ -844,12 +1063,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     )
     p.add_argument("--no-pin", action="store_true", help="do not pin rtt to CPU 0")
     p.add_argument(
+        "--no-thread-mode",
+        action="store_true",
+        help="skip benchmarks/thread_mode.py even when it exists",
+    )
+    p.add_argument(
         "--write-readme",
         action="store_true",
         help="also replace the Latest results section of benchmarks/README.md",
     )
     args = p.parse_args(argv)
-    for name, allowed in (("clients", CLIENTS), ("workloads", (*SEQUENTIAL, "fanout"))):
+    for name, allowed in (("clients", CLIENTS), ("workloads", WORKLOADS)):
         chosen = [x for x in getattr(args, name).split(",") if x]
         bad = [x for x in chosen if x not in allowed]
         if bad:
@@ -884,8 +1108,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         "versions": versions(),
     }
     jobs = plan(cfg, args.clients, args.workloads)
+    certs = make_certs(out) if any(w in TLS_WORKLOADS for w in args.workloads) else None
+    thread_mode: Optional[Dict[str, Any]] = None
     try:
-        server = start_server(server_kind, args.scratch, out / f"server-{server_kind}.log")
+        server = start_server(server_kind, args.scratch, out / f"server-{server_kind}.log", certs)
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -894,7 +1120,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if cfg.warmup:
             print("warming up the server ...", file=sys.stderr, flush=True)
             warm_up(server, cfg)
-        results = run_all(args, cfg, server, jobs)
+        results = run_all(args, cfg, server, jobs, certs.ca if certs else None)
+        if THREAD_MODE_PY.exists() and not args.no_thread_mode:
+            thread_mode = run_thread_mode(server, cfg, args.quick)
     finally:
         server.stop()
     meta["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -916,6 +1144,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "targets": check_targets(summary, ratios, c_max),
         "runs": results,
     }
+    if thread_mode is not None:
+        report["thread_mode"] = thread_mode
     md = markdown(report)
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out / "results.md").write_text(md, encoding="utf-8")

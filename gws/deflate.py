@@ -25,9 +25,21 @@ __all__ = [
 
 EXTENSION = "permessage-deflate"
 _TAIL = b"\x00\x00\xff\xff"
-# zlib's deflate state is (1 << (window + 2)) + (1 << (mem_level + 9)) bytes:
-# 5 instead of the default 8 saves 112 KiB per compressing connection.
-_MEM_LEVEL = 5
+# zlib's deflate state is (1 << (window + 2)) + (1 << (mem_level + 9)) bytes
+# plus ~6 KiB: 144 KiB at window 15 / memLevel 5, 30 KiB at 12 / 4. Our own
+# window may always be smaller than the negotiated one (the peer's inflater
+# only needs distances within its window), and on text and JSON a 4 KiB
+# window and memLevel 4 compress within 1 % of 32 KiB / 5 (benchmarks/README.md).
+# The inflater must use the peer's window: 32 KiB + 7 KiB at the default 15.
+_MEM_LEVEL = 4
+DEFAULT_WINDOW_BITS = 12
+# Whole messages shorter than this are sent uncompressed: deflate's block
+# header and flush marker make them no smaller, and each costs a zlib call.
+DEFAULT_THRESHOLD = 64
+# After a message that did not shrink, the next 1, 2, 4 ... up to this many
+# messages are sent uncompressed without trying, so incompressible traffic
+# costs a compression attempt only now and then.
+_MAX_SKIP = 32
 _FLAGS = ("server_no_context_takeover", "client_no_context_takeover")
 _BITS = ("server_max_window_bits", "client_max_window_bits")
 ParamValue = Union[bool, int]
@@ -242,10 +254,28 @@ class PerMessageDeflate:
 
     ``is_client`` picks which half of ``params`` applies to each direction.
     Compressors are created lazily, so an idle connection costs no zlib state.
+
+    :meth:`encode` decides per message whether compressing pays (RFC 7692
+    section 6 lets a sender leave any message uncompressed, RSV1 clear):
+    messages under ``threshold`` bytes, and messages that deflate would not
+    shrink, go out as they are; :meth:`compress` always compresses.
+    ``window_bits`` caps the window of our compressor (never above what was
+    negotiated): a smaller window is always decodable and costs less memory.
     """
 
-    def __init__(self, params: DeflateParams, *, is_client: bool, level: int = 1) -> None:
+    def __init__(
+        self,
+        params: DeflateParams,
+        *,
+        is_client: bool,
+        level: int = 1,
+        threshold: int = DEFAULT_THRESHOLD,
+        window_bits: int = DEFAULT_WINDOW_BITS,
+    ) -> None:
         self.params = params
+        self.threshold = threshold
+        self._skip = 0  # messages still to send uncompressed without trying
+        self._backoff = 0  # how many the next failure to shrink skips
         if is_client:
             self._out_reset = params.client_no_context_takeover
             out_bits = params.client_max_window_bits
@@ -257,13 +287,49 @@ class PerMessageDeflate:
             self._in_reset = params.client_no_context_takeover
             in_bits = params.client_max_window_bits
         # zlib refuses a raw deflate window of 8; 9 keeps distances within 256.
-        self._out_bits = -max(out_bits, 9)
+        # ``window_bits`` caps our compressor's window below the negotiated one.
+        self._out_bits = -max(min(out_bits, window_bits), 9)
         self._in_bits = -max(in_bits, 9)
         self._level = level
         # zlib's (de)compressor types are not exposed at runtime: these
         # annotations are never evaluated (attribute targets in a function).
         self._comp: Optional[zlib._Compress] = None
         self._decomp: Optional[zlib._Decompress] = None
+
+    def encode(self, data: bytes) -> Tuple[bytes, bool]:
+        """One whole (unfragmented) message as it should be sent: ``(payload,
+        compressed)``; ``compressed`` is the frame's RSV1.
+
+        Keeping the peer in step: an uncompressed message never reaches the
+        peer's inflater, so it must not reach our compressor either. Skipped
+        messages never do; a message that was compressed but did not shrink
+        has, so the compressor is dropped and the next compressed message
+        starts a fresh one. That is always decodable: a fresh compressor
+        refers to no bytes before it, and the peer's inflater, which still
+        holds the older window, is simply never asked for them (the same
+        thing ``no_context_takeover`` does after every message).
+        """
+        size = len(data)
+        if size < self.threshold:
+            return data, False
+        if self._skip:
+            self._skip -= 1
+            return data, False
+        out = self.compress(data)
+        if len(out) < size:
+            self._backoff = 0
+            return out, True
+        self._comp = None
+        self._backoff = self._skip = min(_MAX_SKIP, self._backoff * 2 or 1)
+        return data, False
+
+    def start_fragmented(self) -> bool:
+        """Whether to compress a fragmented message being started (its first
+        frame must say so before the rest exists): no while skipping."""
+        if self._skip:
+            self._skip -= 1
+            return False
+        return True
 
     def compress(self, data: bytes, fin: bool = True) -> bytes:
         """Compress one message (or one fragment of it, ``fin=False``)."""

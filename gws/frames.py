@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Optional, Union
+from typing import List, Optional, Tuple, Union
 
 from .errors import MessageTooBig, ProtocolError
 
@@ -23,6 +23,8 @@ __all__ = [
     "Message",
     "FrameDecoder",
     "encode_frame",
+    "encode_frame_parts",
+    "new_mask_key",
     "apply_mask",
     "encode_close_payload",
     "parse_close_payload",
@@ -149,6 +151,27 @@ if not os.environ.get("GWS_NO_SPEEDUPS"):
         pass
 
 
+# Masking keys come from os.urandom, drawn 256 at a time: a getrandom()
+# call per frame cost more than the rest of a small frame's encoding.
+# list.pop() is atomic, so threads never share a key (two that refill at
+# once just draw more); a forked child drops its copy of the parent's keys.
+_KEY_BATCH = 256
+_keys: List[bytes] = []
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_keys.clear)
+
+
+def new_mask_key() -> bytes:
+    """A fresh 4-byte masking key from ``os.urandom`` (RFC 6455 5.3)."""
+    try:
+        return _keys.pop()
+    except IndexError:
+        data = os.urandom(4 * _KEY_BATCH)
+        _keys.extend([data[i : i + 4] for i in range(0, len(data), 4)])
+        return _keys.pop()
+
+
 def encode_frame(
     opcode: int,
     payload: Union[bytes, bytearray, memoryview] = b"",
@@ -161,7 +184,27 @@ def encode_frame(
     mask_key: Optional[bytes] = None,
 ) -> bytes:
     """Serialize one frame. With ``mask`` a key is drawn from ``os.urandom``
-    unless ``mask_key`` pins it (for tests)."""
+    (:func:`new_mask_key`) unless ``mask_key`` pins it (for tests)."""
+    head, body = encode_frame_parts(
+        opcode, payload, fin=fin, rsv1=rsv1, rsv2=rsv2, rsv3=rsv3, mask=mask, mask_key=mask_key
+    )
+    return head + body if body else head
+
+
+def encode_frame_parts(
+    opcode: int,
+    payload: Union[bytes, bytearray, memoryview] = b"",
+    *,
+    fin: bool = True,
+    rsv1: bool = False,
+    rsv2: bool = False,
+    rsv3: bool = False,
+    mask: bool = True,
+    mask_key: Optional[bytes] = None,
+) -> Tuple[bytes, Union[bytes, bytearray, memoryview]]:
+    """One frame as ``(header with masking key, payload as sent)``: what
+    :func:`encode_frame` joins, for a writer that gathers the two pieces
+    into one ``sendmsg()`` instead of copying a large payload."""
     n = len(payload)
     b0 = opcode | (0x80 if fin else 0) | (RSV1 if rsv1 else 0)
     if rsv2:
@@ -176,9 +219,9 @@ def encode_frame(
     else:
         header = _PACK_64(b0, mbit | 127, n)
     if not mask:
-        return header + payload if n else header
-    key = mask_key if mask_key is not None else os.urandom(4)
-    return header + key + apply_mask(payload, key)
+        return header, payload
+    key = mask_key if mask_key is not None else new_mask_key()
+    return header + key, apply_mask(payload, key)
 
 
 class FrameDecoder:

@@ -501,7 +501,14 @@ class Protocol:
         elif self._out_opcode is not None:
             raise ValueError("a data frame cannot start while another message's fragments are open")
         else:
-            self._out_compressing = self.deflate is not None and not frame.rsv1
+            deflate = self.deflate
+            if deflate is None or frame.rsv1:
+                self._out_compressing = False
+            elif frame.fin:  # a whole message: compressed only if that shrinks it
+                frame.payload, frame.rsv1 = deflate.encode(frame.payload)  # type: ignore[arg-type]
+                return frame
+            else:
+                self._out_compressing = deflate.start_fragmented()
             if not frame.fin:
                 self._out_opcode = opcode
         if self._out_compressing:

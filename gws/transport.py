@@ -18,7 +18,7 @@ import gevent.ssl as gssl
 from gevent.monkey import get_original
 
 from .errors import HandshakeError
-from .frames import FrameDecoder, Message, encode_frame
+from .frames import FrameDecoder, Message, encode_frame_parts
 from .handshake import MAX_HEAD, find_head_end
 from .tlsbio import TLSOverSocket
 
@@ -32,6 +32,9 @@ RawRead = Callable[[], Optional[Message]]
 RawWrite = Callable[[Optional[Message]], Any]
 
 _RECV_SIZE = 256 * 1024
+# Payloads from this size on are sent with sendmsg((header, payload)), saving
+# a copy; below it joining the two is cheaper than the gather.
+_GATHER_MIN = 16 * 1024
 # One receive buffer per OS thread, shared by every connection in it: bytes
 # are consumed before the greenlet can switch, so an idle connection costs no
 # receive buffer at all. (The original thread-local class: after
@@ -54,7 +57,7 @@ class SocketTransport:
     of the frame already sent: the stream is then unusable.
     """
 
-    __slots__ = ("sock", "torn", "closed", "_recv_into", "_send", "_sendall", "_bio")
+    __slots__ = ("sock", "torn", "closed", "_recv_into", "_send", "_sendall", "_sendmsg", "_bio")
 
     def __init__(self, sock: socket) -> None:
         self.sock = sock
@@ -66,6 +69,12 @@ class SocketTransport:
         self._recv_into = sock.recv_into
         self._send = sock.send
         self._sendall = sock.sendall
+        # TLS sockets have no sendmsg(): their frames are joined, then sent.
+        self._sendmsg: Optional[Callable[[Tuple[bytes, Any]], int]] = (
+            None
+            if self._bio or isinstance(sock, (ssl.SSLSocket, gssl.SSLSocket))
+            else getattr(sock, "sendmsg", None)
+        )
 
     def recv(self) -> memoryview:
         """Bytes received (empty at end of stream). The view is into a shared
@@ -82,7 +91,7 @@ class SocketTransport:
         payload: Union[bytes, str] = frame.payload
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
-        data = encode_frame(
+        head, body = encode_frame_parts(
             frame.opcode,
             payload,
             fin=frame.fin,
@@ -91,18 +100,32 @@ class SocketTransport:
             rsv3=frame.rsv3,
             mask=frame.mask,
         )
-        # gevent's send() waits for the socket to be writable and then sends
-        # at once, so an interruption in it leaves nothing of the frame sent.
-        # One send() usually takes the whole frame; sendall() does the rest.
-        try:
-            sent = self._send(data)
-        except BaseException:
-            if self._bio and getattr(self.sock, "broken", False):
+        # gevent's send() and sendmsg() wait for the socket to be writable and
+        # then send at once, so an interruption in them leaves nothing of the
+        # frame sent. One call usually takes the whole frame; sendall() does
+        # the rest. A large payload is gathered with the header by sendmsg()
+        # rather than copied after it.
+        if len(body) < _GATHER_MIN or self._sendmsg is None:
+            data = head + body if body else head
+            try:
+                sent = self._send(data)
+            except BaseException:
+                if self._bio and getattr(self.sock, "broken", False):
+                    self.torn = True
+                raise
+            if sent < len(data):
                 self.torn = True
-            raise
-        if sent < len(data):
+                self._sendall(memoryview(data)[sent:])
+                self.torn = False
+            return
+        sent = self._sendmsg((head, body))
+        hlen = len(head)
+        if sent < hlen + len(body):
             self.torn = True
-            self._sendall(memoryview(data)[sent:])
+            if sent < hlen:
+                self._sendall(head[sent:])
+                sent = hlen
+            self._sendall(memoryview(body)[sent - hlen :])
             self.torn = False
 
     def close(self) -> None:

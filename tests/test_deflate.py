@@ -362,3 +362,21 @@ class TestCompression:
         with pytest.raises(gws.ProtocolError) as info:
             server.decompress(b"\xff\xff\xff\xff garbage", True, None)
         assert info.value.code == 1007
+
+
+class TestOwnWindow:
+    """Our compressor's window is capped (memory) but never above the agreement."""
+
+    @pytest.mark.parametrize(("negotiated", "used"), [(15, 12), (12, 12), (10, 10), (8, 9)])
+    def test_window_is_the_smaller_of_the_cap_and_the_agreement(self, negotiated, used):
+        params = DeflateParams(client_max_window_bits=negotiated)
+        deflate = PerMessageDeflate(params, is_client=True)
+        assert deflate._out_bits == -used
+        data = bytes(range(256)) * 64 + b"tail" * 1000  # matches 16 KiB apart
+        peer = PerMessageDeflate(params, is_client=False)
+        # The peer inflates with exactly the negotiated window: what we send fits it.
+        assert peer.decompress(deflate.compress(data), True, None) == data
+
+    def test_the_cap_is_a_parameter(self):
+        deflate = PerMessageDeflate(DeflateParams(), is_client=False, window_bits=15)
+        assert deflate._out_bits == -15

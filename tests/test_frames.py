@@ -143,15 +143,52 @@ class TestMasking:
         assert frame.payload == payload and frame.mask
 
     def test_mask_key_comes_from_os_urandom(self, monkeypatch):
+        # Keys are drawn from os.urandom in batches of 256; every key of a
+        # batch is used once, then the next batch is drawn.
         calls = []
 
         def fake_urandom(n):
             calls.append(n)
-            return KEY
+            return KEY * (n // 4)
 
         monkeypatch.setattr(frames.os, "urandom", fake_urandom)
+        monkeypatch.setattr(frames, "_keys", [])
         assert encode_frame(OP_TEXT, b"Hello") == RFC_MASKED_HELLO
-        assert calls == [4]
+        assert calls == [4 * frames._KEY_BATCH]
+        for _ in range(frames._KEY_BATCH - 1):
+            assert encode_frame(OP_TEXT, b"Hello") == RFC_MASKED_HELLO
+        assert calls == [4 * frames._KEY_BATCH]
+        encode_frame(OP_TEXT, b"Hello")
+        assert calls == [4 * frames._KEY_BATCH] * 2
+
+    def test_keys_of_a_batch_are_the_urandom_bytes_in_turn(self, monkeypatch):
+        blob = bytes(range(256)) * 4
+        monkeypatch.setattr(frames.os, "urandom", lambda n: blob[:n])
+        monkeypatch.setattr(frames, "_keys", [])
+        keys = [frames.new_mask_key() for _ in range(frames._KEY_BATCH)]
+        assert sorted(keys) == sorted(blob[i : i + 4] for i in range(0, len(blob), 4))
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+    def test_a_forked_child_does_not_reuse_the_parents_keys(self):
+        frames.new_mask_key()
+        frames.new_mask_key()  # the parent holds a batch with at most 254 keys left
+        left = len(frames._keys)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                frames.new_mask_key()
+                os.write(w, bytes([len(frames._keys)]))
+            finally:
+                os._exit(0)
+        os.close(w)
+        try:
+            data = os.read(r, 1)
+        finally:
+            os.close(r)
+            os.waitpid(pid, 0)
+        assert left < frames._KEY_BATCH - 1
+        assert data == bytes([frames._KEY_BATCH - 1])  # the child drew a batch of its own
 
     def test_fresh_key_per_frame(self):
         keys = {encode_frame(OP_BINARY, b"abcd")[2:6] for _ in range(20)}

@@ -10,6 +10,7 @@ Classes follow the sections of RFC 6455 (and RFC 7692 for compression).
 from __future__ import annotations
 
 import enum
+import random
 import struct
 from typing import Callable, List, NamedTuple, Optional
 
@@ -17,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gws.deflate import DeflateParams, PerMessageDeflate
+from gws.deflate import DEFAULT_THRESHOLD, DeflateParams, PerMessageDeflate
 from gws.errors import AbnormalClosure, InvalidState, MessageTooBig, ProtocolError
 from gws.frames import (
     OP_BINARY,
@@ -1144,11 +1145,16 @@ class TestSend:
         proto.send(Message(opcode=OP_BINARY, payload=b"next message"))
 
     def test_deflate_compresses_with_rsv1_on_the_first_frame_only(self, side):
-        proto = side.make(deflate=own_deflate(side))
+        # threshold=0: even "Hello" is tried; it does not shrink (7 bytes, the
+        # RFC 7692 7.2.3.1 example), so it goes out as it is, RSV1 clear.
+        proto = side.make(deflate=PerMessageDeflate(DeflateParams(), is_client=side.is_client))
+        proto.deflate.threshold = 0
         out = proto.send(text(b"Hello"))
-        assert out.rsv1 and out.payload == RFC7692_HELLO
-        out = proto.send(text(b"Hello"))
-        assert out.rsv1 and out.payload == RFC7692_HELLO_AGAIN
+        assert not out.rsv1 and out.payload == b"Hello"
+        out = proto.send(text(b"Hello" * 20))  # the skip after a miss: sent as it is
+        assert not out.rsv1
+        out = proto.send(text(b"Hello" * 20))
+        assert out.rsv1 and len(out.payload) < 20
         first = proto.send(Message(fin=False, opcode=OP_BINARY, payload=b"x" * 500))
         ping = proto.send(Message(opcode=OP_PING, payload=b"p"))
         middle = proto.send(Message(fin=False, opcode=OP_CONTINUATION, payload=b"y" * 500))
@@ -1156,12 +1162,77 @@ class TestSend:
         assert (first.rsv1, middle.rsv1, last.rsv1) == (True, False, False)
         assert (ping.rsv1, ping.payload) == (False, b"p")
         peer = peer_deflate(side)
-        assert peer.decompress(RFC7692_HELLO, True, None) == b"Hello"
-        assert peer.decompress(RFC7692_HELLO_AGAIN, True, None) == b"Hello"
+        assert peer.decompress(out.payload, True, None) == b"Hello" * 20
         inflated = peer.decompress(first.payload, False, None)
         inflated += peer.decompress(middle.payload, False, None)
         inflated += peer.decompress(last.payload, True, None)
         assert inflated == b"x" * 500 + b"y" * 500 + b"z" * 500
+
+    def test_compress_keeps_the_rfc7692_bytes(self, side):
+        deflate = own_deflate(side)
+        assert deflate.compress(b"Hello") == RFC7692_HELLO
+        assert deflate.compress(b"Hello") == RFC7692_HELLO_AGAIN
+
+    def test_messages_under_the_threshold_are_sent_uncompressed(self, side):
+        proto = side.make(deflate=own_deflate(side))
+        small = b"a" * (DEFAULT_THRESHOLD - 1)
+        out = proto.send(Message(opcode=OP_BINARY, payload=small))
+        assert not out.rsv1 and out.payload == small
+        assert proto.deflate._comp is None  # never touched: no zlib state either
+        out = proto.send(Message(opcode=OP_BINARY, payload=b"a" * DEFAULT_THRESHOLD))
+        assert out.rsv1 and len(out.payload) < DEFAULT_THRESHOLD
+
+    def test_incompressible_messages_back_off_then_compression_resumes(self, side):
+        proto = side.make(deflate=own_deflate(side))
+        noise = random.Random(7).randbytes
+        sent = []
+        for _ in range(7):
+            sent.append(proto.send(Message(opcode=OP_BINARY, payload=noise(4096))))
+        assert [m.rsv1 for m in sent] == [False] * 7
+        # miss, skip 1, miss, skip 2, miss, skip 4 (3 of them still owed)
+        assert proto.deflate._skip == 3
+        flags = [proto.send(Message(opcode=OP_BINARY, payload=b"z" * 4096)).rsv1 for _ in range(5)]
+        assert flags == [False, False, False, True, True]  # then compression resumes
+        assert proto.deflate._backoff == 0
+
+    @pytest.mark.parametrize("no_takeover", [False, True], ids=["takeover", "no-takeover"])
+    def test_peer_decodes_every_message_of_a_mixed_stream(self, side, no_takeover):
+        # Compressible, incompressible, small and fragmented messages mixed:
+        # the peer's inflater stays in step whatever encode() decided.
+        params = DeflateParams(
+            client_no_context_takeover=no_takeover, server_no_context_takeover=no_takeover
+        )
+        sender = side.make(deflate=PerMessageDeflate(params, is_client=side.is_client))
+        receiver = Protocol(
+            is_client=not side.is_client,
+            deflate=PerMessageDeflate(params, is_client=not side.is_client),
+        )
+        rng = random.Random(11)
+        expected = []
+        data = b""
+        for _ in range(300):
+            kind = rng.choice(["text", "noise", "small", "fragmented", "repeat"])
+            if kind == "text":
+                payload = " ".join(rng.choice(["alpha", "beta", "gamma"]) for _ in range(300))
+                payload_b = payload.encode()
+            elif kind == "noise":
+                payload_b = rng.randbytes(rng.randrange(64, 9000))
+            elif kind == "small":
+                payload_b = rng.randbytes(rng.randrange(0, 80))
+            elif kind == "repeat":
+                payload_b = b"repeat me " * rng.randrange(7, 200)
+            if kind == "fragmented":
+                parts = [rng.randbytes(300), b"q" * 700, rng.randbytes(50)]
+                for j, part in enumerate(parts):
+                    op = OP_BINARY if j == 0 else OP_CONTINUATION
+                    data += wire(sender.send(Message(fin=j == 2, opcode=op, payload=part)))
+                expected.append((OP_BINARY, b"".join(parts)))
+            else:
+                data += wire(sender.send(Message(opcode=OP_BINARY, payload=payload_b)))
+                expected.append((OP_BINARY, payload_b))
+        feed(receiver, data, 4096)
+        assert not receiver.failed, receiver.exception
+        assert got(receiver) == expected
 
     def test_a_frame_already_compressed_is_left_alone(self, side):
         proto = side.make(deflate=own_deflate(side))

@@ -1,0 +1,89 @@
+"""SocketTransport.write_frame: small frames joined, large ones gathered with
+sendmsg() (no copy of the payload), TLS always joined; every path byte-exact."""
+
+from __future__ import annotations
+
+import os
+
+import gevent
+import pytest
+from gevent import socket as gsocket
+
+from gws.frames import OP_BINARY, FrameDecoder, Message
+from gws.transport import _GATHER_MIN, SocketTransport
+
+
+def read_frames(sock: gsocket.socket, count: int) -> list:
+    decoder = FrameDecoder(expect_masked=True)
+    frames = []
+    while len(frames) < count:
+        data = sock.recv(1 << 20)
+        assert data, "peer closed early"
+        decoder.feed(data)
+        while True:
+            frame = decoder.next_frame()
+            if frame is None:
+                break
+            frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("size", [0, 125, _GATHER_MIN - 1, _GATHER_MIN, 3 * 1024 * 1024 + 5])
+def test_frames_of_every_size_arrive_byte_exact(size: int) -> None:
+    a, b = gsocket.socketpair()
+    try:
+        transport = SocketTransport(a)
+        assert transport._sendmsg is not None
+        payload = os.urandom(size)
+        with gevent.Timeout(20):
+            # 3 MiB exceeds the socket buffers: sendmsg() sends part, sendall() the rest
+            reader = gevent.spawn(read_frames, b, 2)
+            transport.write_frame(Message(opcode=OP_BINARY, mask=True, payload=payload))
+            transport.write_frame(Message(opcode=OP_BINARY, mask=True, payload=b"next"))
+            first, second = reader.get()
+        assert first.payload == payload and second.payload == b"next"
+        assert not transport.torn
+    finally:
+        a.close()
+        b.close()
+
+
+def test_tls_sockets_join_the_frame_instead(tmp_path) -> None:
+    trustme = pytest.importorskip("trustme")
+    from gevent import ssl as gssl
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    # gevent's own SSLContext class: its wrap_socket() makes cooperative sockets.
+    server_ctx = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(server_ctx)
+    client_ctx = gssl.SSLContext(gssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(client_ctx)
+    listener = gsocket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    payload = os.urandom(2 * 1024 * 1024)
+    try:
+        with gevent.Timeout(20):
+
+            def serve() -> list:
+                conn, _ = listener.accept()
+                tls = server_ctx.wrap_socket(conn, server_side=True)
+                try:
+                    return read_frames(tls, 1)
+                finally:
+                    tls.close()
+
+            server = gevent.spawn(serve)
+            sock = gsocket.create_connection(listener.getsockname())
+            tls = client_ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+            try:
+                transport = SocketTransport(tls)
+                assert transport._sendmsg is None
+                transport.write_frame(Message(opcode=OP_BINARY, mask=True, payload=payload))
+                (frame,) = server.get()
+            finally:
+                tls.close()
+        assert frame.payload == payload
+    finally:
+        listener.close()
