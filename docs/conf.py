@@ -49,7 +49,10 @@ root_doc = "index"
 nitpicky = True
 nitpick_ignore_regex = [
     # Outside gws, and not resolvable without intersphinx.
-    (r"py:.*", r"(ssl|gssl|gsocket|socket|gevent|greenlet|typing|collections|enum|argparse|logging|zlib|threading)(\..*)?"),
+    (
+        r"py:.*",
+        r"(ssl|gssl|gsocket|socket|gevent|greenlet|typing|collections|enum|argparse|logging|zlib|threading)(\..*)?",
+    ),
     (r"py:.*", r"(builtins\.)?(Any|Optional|Union|Callable|Iterable|Iterator|Mapping)"),
     (r"py:.*", r"(builtins\.)?(str|bytes|bytearray|memoryview|int|float|bool|dict|list|tuple)"),
     (r"py:.*", r"(builtins\.)?(object|type|None|Exception|BaseException|NoneType)"),
