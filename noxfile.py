@@ -38,11 +38,10 @@ QUICK_IGNORES = [
     "--ignore=tests/test_fuzz.py",
     "--ignore=tests/test_faults.py",
     "--ignore=tests/test_packaging.py",
-    "--ignore=tests/test_docs.py",
 ]
 """The quick subset leaves out the Autobahn suite, the load, soak and
 benchmark tests, the property-based and fault-injection suites (CPU-heavy,
-and pure Python logic the full run covers), packaging and docs (their own
+and pure Python logic the full run covers), packaging (its own
 sessions), and every test marked ``slow`` (browser tests among them). New
 test files are in it unless they are added here."""
 
