@@ -8,6 +8,7 @@ pieces that build depends on, so a change to ``benchmarks/README.md`` or
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -67,3 +68,23 @@ def test_readme_is_valid_rst_and_links_the_docs_entry_point() -> None:
     assert "<docs/index.rst>`_" in text
     for page in ("index.rst", "howto/heartbeats.rst", "explanation/benchmarks.rst"):
         assert (ROOT / "docs" / page).is_file(), page
+
+
+def test_every_option_has_a_row_in_the_options_reference() -> None:
+    import inspect
+
+    import gws
+    from gws.io import IO_OPTIONS
+
+    page = (ROOT / "docs" / "reference" / "options.rst").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^   \* - ``(\w+)``", page, re.M))
+    accept = inspect.signature(gws.accept).parameters
+    serve = inspect.signature(gws.serve).parameters
+    server_options = {
+        n
+        for n, p in [*accept.items(), *serve.items()]
+        if p.kind is p.KEYWORD_ONLY or n in ("host", "port")
+    } - {"address"}
+    options = set(gws.CONNECT_OPTIONS) | set(IO_OPTIONS) | server_options
+    missing = sorted(options - rows)
+    assert not missing, f"options without a row in docs/reference/options.rst: {missing}"
