@@ -124,6 +124,12 @@ def _check_public_names(app, env):  # type: ignore[no-untyped-def]
             logger.warning("gws.%s is public (gws.__all__) but not documented", name)
 
 
+def _drop_object_base(app, name, obj, options, bases):  # type: ignore[no-untyped-def]
+    """No "Bases: object" line: only real base classes are worth a mention."""
+    bases[:] = [base for base in bases if base is not object]
+
+
 def setup(app):  # type: ignore[no-untyped-def]
+    app.connect("autodoc-process-bases", _drop_object_base)
     app.connect("missing-reference", _resolve_gws_name)
     app.connect("env-check-consistency", _check_public_names)
