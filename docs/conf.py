@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.join(HERE, "_ext"))
 
 extensions = [
     "latest_results",
+    "more_modules",
     "sphinx.ext.autodoc",
     "sphinx.ext.doctest",
     "sphinx.ext.napoleon",
