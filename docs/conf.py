@@ -1,7 +1,7 @@
 """Sphinx configuration for gws's documentation.
 
-Build with ``sphinx-build -W -n -b html docs docs/_build/html``; run every
-``.. testcode::`` example with ``sphinx-build -W -n -b doctest docs
+Build with ``sphinx-build -E -W -n -b html docs docs/_build/html``; run every
+``.. testcode::`` example with ``sphinx-build -E -W -n -b doctest docs
 docs/_build/doctest``. Both run in ``scripts/test``.
 """
 

@@ -56,6 +56,10 @@ def modules_rst(srcdir: Path) -> str:
         ]
         skip = sorted(n for n in public if _elsewhere(module, n, exported))
         out.append(f".. automodule:: {name}")
+        if name.count(".") == 1 and getattr(gws, name[4:], module) is not module:
+            # gws exports a function of the module's name (gws.broadcast):
+            # its target is the function's, so the module is not indexed.
+            out.append("   :no-index:")
         if skip:
             out.append(f"   :exclude-members: {', '.join(skip)}")
         out.append("")
