@@ -33,8 +33,9 @@ extensions = [
     "more_modules",
     "sphinx.ext.autodoc",
     "sphinx.ext.doctest",
-    "sphinx.ext.napoleon",
 ]
+# No napoleon: gws's docstrings are reStructuredText prose, not Google or
+# NumPy sections.
 # No intersphinx: the build machines have no internet. References to the
 # standard library, gevent and typing therefore cannot resolve; they are the
 # only ones ignored below, so every reference to gws itself must resolve.
@@ -67,8 +68,6 @@ autodoc_default_options = {
     "members": True,
     "show-inheritance": True,
 }
-napoleon_google_docstring = True
-napoleon_numpy_docstring = False
 
 # Examples in ``.. testcode::`` blocks run with gws imported, each on its own.
 doctest_global_setup = """
