@@ -3,7 +3,7 @@
 Errors are values here, as in coro-websocket: ``read()`` returns None once
 the connection is closed (``read.error`` says why) and ``write()`` returns
 ``(ok, error)``. Underneath is one :class:`~gws.connection.Connection`
-(:mod:`gws.protocol` over a transport); :func:`connection_options` turns the
+(:mod:`gws.protocol` over a transport); :func:`make_connection` turns the
 seed's options (milliseconds) into one.
 """
 
