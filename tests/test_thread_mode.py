@@ -77,7 +77,8 @@ def leak_free(make_server):
             def __exit__(self, *exc):
                 ctx.__exit__(*exc)
                 if exc[0] is None:
-                    assert os_threads() == threads, "an OS thread was left running"
+                    # <=: a thread an earlier test left (a pool worker) may end meanwhile
+                    assert os_threads() <= threads, "an OS thread was left running"
 
         return _Both()
 
