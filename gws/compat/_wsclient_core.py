@@ -272,7 +272,9 @@ class WebSocket:
     block. ``enable_multithread`` is accepted and has nothing left to do.
     ``gws_options={"thread": False}`` opens it on the calling thread's
     gevent hub instead (greenlet mode: cheaper calls; then only that thread
-    may use it, another gets :class:`gws.WrongThread`).
+    may use it, another gets :class:`gws.WrongThread`). A WebSocket dropped
+    without ``close()`` shuts its socket down when garbage-collected, as
+    websocket-client's socket closes.
 
     Not supported (NotImplementedError naming the argument): ``get_mask_key``
     (gws takes every mask key from ``os.urandom``) and ``dispatcher`` (gws
