@@ -18,17 +18,19 @@ own in that thread).
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 import socket
 import ssl
 import struct
+import threading
 from typing import Any, Callable, List
 
-import gevent
 import pytest
 import websocket as websocket_client
 from gevent.event import Event
+from gevent.server import StreamServer
 from gevent.threadpool import ThreadPool
 from helpers import (
     DEADLINE,
@@ -247,8 +249,11 @@ def test_bad_url(websocket):
 
 
 def recv_timeout(websocket: Any, url: str) -> List[Any]:
-    ws = websocket.create_connection(url, timeout=0.2)
+    # a roomy timeout for the handshake on a loaded machine, a short one for recv
+    ws = websocket.create_connection(url, timeout=5)
     out: List[Any] = [ws.gettimeout()]
+    ws.settimeout(0.2)
+    out.append(ws.gettimeout())
     try:
         ws.recv()
     except websocket.WebSocketTimeoutException as exc:
@@ -263,6 +268,7 @@ def recv_timeout(websocket: Any, url: str) -> List[Any]:
 def test_recv_timeout(websocket, make_server):
     server = make_server()
     assert in_thread(recv_timeout, websocket, server.url) == [
+        5,
         0.2,
         ("WebSocketTimeoutException", "Connection timed out"),
         "still usable",
@@ -428,9 +434,28 @@ def _params(fn: Any) -> List[tuple]:
     ]
 
 
+# websocket-client's module-level names the layer leaves out: its typing
+# imports, its frame reader classes and raw socket helpers (gws reads and
+# writes the socket itself).
+NOT_CARRIED = {
+    "Any",
+    "Optional",
+    "continuous_frame",
+    "frame_buffer",
+    "recv",
+    "recv_line",
+    "send",
+    "sock_opt",
+}
+
+
 def test_public_surface_matches():
     for name in SURFACE:
         assert hasattr(compat, name), name
+    theirs_names = {n for n in dir(websocket_client) if not n.startswith("_")}
+    assert theirs_names - set(dir(compat)) == NOT_CARRIED
+    for name in ("dump", "debug", "error", "warning", "isEnabledForDebug", "isEnabledForError"):
+        assert _params(getattr(compat, name)) == _params(getattr(websocket_client, name)), name
     for name in [n for n in dir(websocket_client) if n.startswith("STATUS_")]:
         assert getattr(compat, name) == getattr(websocket_client, name)
     for cls, methods in METHODS.items():
@@ -801,22 +826,35 @@ def test_app_reconnects_after_server_restart(websocket, make_server, how, use_on
         write("tick 2")
         read()  # until the client closes
 
+    refused = Event()
+
+    def warming_up(sock, address):
+        # The restarting server answers 503 until it is ready: an attempt
+        # that fails, seen from here (a refused TCP connect would not be).
+        read_request(sock)
+        sock.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 7\r\n\r\nwarming")
+        sock.close()
+        refused.set()
+
     server = make_server(first_life)
     port = server.port
     pool = ThreadPool(1)
+    interim = None
     try:
         job = pool.spawn(feed_with_reconnect, websocket, server.url, use_on_reconnect)
         assert first_done.wait(DEADLINE)
         server.stop()  # its handler has ended
-        # The server stays down across several reconnect delays: the
-        # client's refused attempts are invisible from here, so this one
-        # wait is a fixed time, not an event.
-        gevent.sleep(RECONNECT * 3)
+        interim = StreamServer(("127.0.0.1", port), warming_up)
+        interim.start()
+        assert refused.wait(DEADLINE)  # the client retried and was turned away
+        interim.stop(timeout=1)
         make_server(second_life, port=port)
         returned, events = job.get(timeout=DEADLINE)
     finally:
         pool.kill()
-    assert returned is True  # the attempts refused while the server was down
+        if interim is not None and not interim.closed:
+            interim.stop(timeout=1)
+    assert returned is True  # the attempts turned away while the server restarted
     dropped = (
         [("error", "WebSocketConnectionClosedException", "Connection to remote host was lost.")]
         if how == "crash"
@@ -950,6 +988,130 @@ def test_pings_answered_while_the_caller_sleeps(websocket, make_server):
         )
 
 
+def read_while_connected(websocket: Any, url: str, settled: threading.Event) -> Any:
+    ws = websocket.create_connection(url, timeout=5)
+    try:
+        assert settled.wait(DEADLINE)
+        got = []
+        for _ in range(10):  # bounded: three are expected
+            if not ws.connected:
+                break
+            got.append(ws.recv())
+        return got, ws.connected
+    finally:
+        ws.close()
+
+
+def test_connected_until_the_close_frame_is_received(websocket, make_server):
+    # ``while ws.connected: ws.recv()``, a common websocket-client loop:
+    # connected stays True until recv() has returned everything, the peer's
+    # close frame ("") included, even once gws has read it all ahead and the
+    # TCP connection is gone.
+    sent, replied = threading.Event(), threading.Event()
+
+    def says_two_then_closes(sock, address):
+        key, _, rest = read_request(sock)
+        sock.sendall(
+            accept_reply(key)
+            + server_frame(1, b"a")
+            + server_frame(1, b"b")
+            + server_frame(8, struct.pack("!H", 1000))
+        )
+        sent.set()
+        ClientFrames(sock, rest).until_close()
+        replied.set()
+        sock.close()
+
+    server = make_server.raw(says_two_then_closes)
+    # gws's hub thread answers the close frame on its own, so wait until it
+    # has (the connection is then closed underneath); websocket-client
+    # answers it only inside recv().
+    settled = replied if websocket is compat else sent
+    url = f"ws://127.0.0.1:{server.port}/"
+    assert in_thread(read_while_connected, websocket, url, settled) == (["a", "b", ""], False)
+
+
+def abandons(websocket: Any, url: str) -> Any:
+    def use_and_drop() -> Any:
+        ws = websocket.create_connection(url, timeout=5)
+        ws.send("forgotten")
+        return ws.recv()  # returns without close(): ws is garbage now
+
+    got = use_and_drop()
+    gc.collect()  # websocket-client's WebSocket sits in a reference cycle
+    return got
+
+
+def test_dropped_websocket_closes_its_connection(websocket, make_server):
+    # websocket-client's socket closes when its WebSocket is collected; a gws
+    # connection in thread mode lives on the hub thread, which would keep it
+    # open (and answer its pings) forever with nobody left to close it.
+    ended = Event()
+
+    def handler(request, read, write):
+        for msg in read:
+            write(msg.payload)
+        ended.set()
+
+    server = make_server(handler)
+    assert in_thread(abandons, websocket, server.url) == "forgotten"
+    assert ended.wait(DEADLINE)
+
+
+def connects_twice(websocket: Any, url: str) -> Any:
+    ws = websocket.WebSocket()
+    ws.connect(url, timeout=5)
+    ws.connect(url, timeout=5)
+    ws.send("second")
+    return ws, ws.recv()
+
+
+def test_connect_again_drops_the_previous_connection(websocket, make_server):
+    ended: List[int] = []
+    first_ended = Event()
+
+    def handler(request, read, write):
+        for msg in read:
+            write(msg.payload)
+        ended.append(1)
+        first_ended.set()
+
+    server = make_server(handler)
+    ws, got = in_thread(connects_twice, websocket, server.url)
+    try:
+        assert got == "second"
+        assert first_ended.wait(DEADLINE)  # the first connection ended...
+        assert ws.connected and len(ended) == 1  # ...while the second is open
+        in_thread(ws.send, "still here")
+        assert in_thread(ws.recv) == "still here"
+    finally:
+        in_thread(ws.close)
+
+
+def test_abort_wakes_recv_in_another_thread(websocket, make_server):
+    server = make_server()
+    ws = in_thread(websocket.create_connection, server.url, 10)
+    pool = ThreadPool(1)
+
+    def receive() -> Any:
+        try:
+            return ws.recv()
+        except Exception as exc:  # noqa: BLE001 - the scenario reports what it got
+            return described(exc)
+
+    try:
+        receiving = pool.spawn(receive)
+        in_thread(ws.abort)  # before or during that recv: either way it ends
+        assert receiving.get(timeout=DEADLINE) == (
+            "WebSocketConnectionClosedException",
+            "Connection to remote host was lost.",
+        )
+    finally:
+        pool.kill()
+        in_thread(ws.close)
+    assert server.wait_idle()
+
+
 # -- TLS ---------------------------------------------------------------------------------
 
 
@@ -988,15 +1150,19 @@ def test_wss_sslopt_context_built_for_ciphers(make_server, tls_server_context, t
 
 
 def test_compat_in_greenlets_leaks_nothing(make_server, no_leaks):
+    # Greenlet mode: everything lives on this thread's hub, where no_leaks
+    # sees every greenlet (thread mode's end on the hub thread, in its own
+    # time; the next test counts its sockets).
     server = make_server()
+    here = {"thread": False}
     with no_leaks():
-        ws = compat.create_connection(server.url, timeout=5)
+        ws = compat.create_connection(server.url, timeout=5, gws_options=here)
         assert ws.send("hi") == 8 and ws.recv() == "hi"
         ws.close()
         app, events = recorder(
             compat, server.url, lambda ws: ws.send("x"), lambda ws, m: ws.close()
         )
-        assert app.run_forever() is False
+        assert app.run_forever(ping_interval=5, gws_options=here) is False
         assert events[-1] == ("close", 1000, None)
 
 
@@ -1080,14 +1246,20 @@ def test_enable_trace_logs_frames(make_server):
 
 def test_default_timeout(make_server):
     server = make_server()
-    compat.setdefaulttimeout(0.2)
+    compat.setdefaulttimeout(5)
     try:
         ws = compat.create_connection(server.url)
+        explicit = compat.create_connection(server.url, timeout=7)
     finally:
         compat.setdefaulttimeout(None)
-    assert ws.gettimeout() == 0.2
+    assert (ws.gettimeout(), explicit.gettimeout()) == (5, 7)
+    explicit.close()
+    ws.settimeout(0.2)
     with pytest.raises(compat.WebSocketTimeoutException):
         ws.recv()
+    ws.settimeout(None)  # no timeout: recv waits for the message
+    ws.send("untimed")
+    assert ws.recv() == "untimed"
     ws.close()
 
 

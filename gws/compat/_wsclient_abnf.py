@@ -40,7 +40,13 @@ __all__ = [
     "WebSocketAddressException",
     "enableTrace",
     "isEnabledForTrace",
+    "isEnabledForDebug",
+    "isEnabledForError",
     "trace",
+    "dump",
+    "debug",
+    "error",
+    "warning",
     "log",
 ]
 
@@ -327,3 +333,36 @@ def trace(msg: str) -> None:
     """Log ``msg`` at DEBUG when tracing is on."""
     if _trace.enabled:
         log.debug(msg)
+
+
+def dump(title: str, message: str) -> None:
+    """Log ``message`` under a ``--- title ---`` line at DEBUG when tracing is on."""
+    if _trace.enabled:
+        log.debug(f"--- {title} ---")
+        log.debug(message)
+        log.debug("-----------------------")
+
+
+def error(msg: str) -> None:
+    """Log ``msg`` at ERROR on this layer's logger."""
+    log.error(msg)
+
+
+def warning(msg: str) -> None:
+    """Log ``msg`` at WARNING on this layer's logger."""
+    log.warning(msg)
+
+
+def debug(msg: str) -> None:
+    """Log ``msg`` at DEBUG on this layer's logger."""
+    log.debug(msg)
+
+
+def isEnabledForError() -> bool:  # noqa: N802 - websocket-client's name
+    """Whether this layer's logger logs ERROR records."""
+    return log.isEnabledFor(logging.ERROR)
+
+
+def isEnabledForDebug() -> bool:  # noqa: N802 - websocket-client's name
+    """Whether this layer's logger logs DEBUG records."""
+    return log.isEnabledFor(logging.DEBUG)

@@ -136,7 +136,11 @@ def _open_gws(url: str, options: Dict[str, Any], ping_payload: bytes) -> gws.Web
     opts = dict(options)
     if opts.pop("thread", True):
         hub = threaded.hub_thread()
-        ws: gws.WebSocket = hub.call(_open_here, url, dict(opts, thread=True), ping_payload)
+        # undo: an open that completes just as the caller gives up (Ctrl-C)
+        # is dropped, not left running on the hub thread with no owner.
+        ws: gws.WebSocket = hub.call(
+            _open_here, url, dict(opts, thread=True), ping_payload, undo=_abort
+        )
         return ws
     return _open_here(url, opts, ping_payload)
 
@@ -163,6 +167,25 @@ def _on_hub(ws: gws.WebSocket, fn: Callable[..., Any], *args: Any) -> Any:
 
 def _abort(ws: gws.WebSocket) -> None:
     ws.connection.abort()
+
+
+def _shutdown_socket(ws: gws.WebSocket) -> None:
+    """``shutdown(SHUT_RDWR)`` the connection's socket from any thread,
+    without waiting: a plain system call on its descriptor that touches
+    neither the socket object nor the gevent loop it belongs to. The
+    connection's own reader then sees the end and drops the connection
+    there, on its thread. For ``__del__``, which must never block (the hub
+    thread may be gone at interpreter exit)."""
+    if ws.connection.closed.is_set():
+        return
+    fd = ws.response.socket.fileno()
+    if fd < 0:
+        return
+    raw = _socket.socket(fileno=fd)
+    try:
+        raw.shutdown(_socket.SHUT_RDWR)
+    finally:
+        raw.detach()  # the descriptor stays the connection's
 
 
 def _send_within(ws: gws.WebSocket, message: Any, timeout: float) -> bool:
@@ -249,7 +272,9 @@ class WebSocket:
     block. ``enable_multithread`` is accepted and has nothing left to do.
     ``gws_options={"thread": False}`` opens it on the calling thread's
     gevent hub instead (greenlet mode: cheaper calls; then only that thread
-    may use it, another gets :class:`gws.WrongThread`).
+    may use it, another gets :class:`gws.WrongThread`). A WebSocket dropped
+    without ``close()`` shuts its socket down when garbage-collected, as
+    websocket-client's socket closes.
 
     Not supported (NotImplementedError naming the argument): ``get_mask_key``
     (gws takes every mask key from ``os.urandom``) and ``dispatcher`` (gws
@@ -280,6 +305,18 @@ class WebSocket:
         self._fragmented: Optional[int] = None  # opcode of the message whose frames arrive
         self._ws: Optional[gws.WebSocket] = None
         self._peer_close_seen = False
+        self._close_sent = False  # send_close() was called
+
+    def __del__(self) -> None:
+        # websocket-client's socket closes when its WebSocket is collected; a
+        # gws connection would live on (on the hub thread, answering pings)
+        # with nobody left to close it.
+        ws = self.__dict__.get("_ws")
+        if ws is not None:
+            try:
+                _shutdown_socket(ws)
+            except Exception:  # noqa: BLE001 - nothing may escape __del__
+                pass
 
     # -- properties ------------------------------------------------------------------------
 
@@ -333,10 +370,14 @@ class WebSocket:
 
     @property
     def connected(self) -> bool:
-        """Whether the connection is open: no close frame sent or received
-        and the transport up."""
-        ws = self._ws
-        return ws is not None and ws.connection.state is gws.State.OPEN
+        """True from ``connect`` until this object learns the connection
+        ended, as websocket-client's flag: ``send_close``/``close``, or
+        ``recv`` returning the peer's close frame or raising. gws reads ahead
+        on its own, so the transport may already be closed while messages
+        are still queued for ``recv``: ``while ws.connected: ws.recv()``
+        still gets every one of them (and a failed ``send`` in another
+        thread does not end that loop early)."""
+        return self._ws is not None and not self._close_sent and not self._peer_close_seen
 
     @property
     def sock(self) -> Any:
@@ -394,8 +435,13 @@ class WebSocket:
         except BaseException:
             _on_hub(ws, _abort, ws)
             raise
+        if self._ws is not None:  # connect() again: the previous connection is dropped
+            self.shutdown()
         self._ws = ws
         self._peer_close_seen = False
+        self._close_sent = False
+        self.close_frame = None
+        self._fragmented = None
 
     def _gws_options(self, url: str, options: Dict[str, Any]) -> Dict[str, Any]:
         parsed = gws.parse_url(url)[0]
@@ -647,9 +693,10 @@ class WebSocket:
         if status < 0 or status >= ABNF.LENGTH_16:
             raise ValueError("code is invalid range")
         ws = self._require()
-        if not self.connected:
+        if not self.connected or ws.connection.state is not gws.State.OPEN:
             raise WebSocketConnectionClosedException("socket is already closed.")
         text = reason.decode("utf-8", errors="replace") if isinstance(reason, bytes) else reason
+        self._close_sent = True
         try:
             ws.close(status, text)
         except ValueError as exc:
@@ -693,10 +740,11 @@ class WebSocket:
         self.shutdown()
 
     def abort(self) -> None:
-        """Drop the connection now (wakes a ``recv`` in another greenlet)."""
+        """Drop the connection now: wakes a ``recv`` waiting in another
+        thread (or greenlet), which raises WebSocketConnectionClosedException."""
         ws = self._ws
         if ws is not None:
-            ws.connection.abort()
+            _on_hub(ws, _abort, ws)  # on the connection's own thread
 
     def shutdown(self) -> None:
         """Close the socket now, without a close handshake."""

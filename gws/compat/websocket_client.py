@@ -62,9 +62,15 @@ from ._wsclient_abnf import (
     WebSocketProtocolException,
     WebSocketProxyException,
     WebSocketTimeoutException,
+    debug,
+    dump,
     enableTrace,
+    error,
+    isEnabledForDebug,
+    isEnabledForError,
     isEnabledForTrace,
     trace,
+    warning,
 )
 from ._wsclient_app import WebSocketApp, set_reconnect
 from ._wsclient_core import (
@@ -109,11 +115,17 @@ __all__ = [
     "WebSocketProxyException",
     "WebSocketTimeoutException",
     "create_connection",
+    "debug",
+    "dump",
     "enableTrace",
+    "error",
     "getdefaulttimeout",
     "handshake_response",
+    "isEnabledForDebug",
+    "isEnabledForError",
     "isEnabledForTrace",
     "set_reconnect",
     "setdefaulttimeout",
     "trace",
+    "warning",
 ]
