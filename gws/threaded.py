@@ -87,7 +87,7 @@ def _noop() -> None:
 class _Call:
     """One call marshalled onto the hub thread, and how its caller waits."""
 
-    __slots__ = ("fn", "args", "value", "error", "lock", "waiter", "loop", "task", "state")
+    __slots__ = ("fn", "args", "value", "error", "lock", "waiter", "loop", "task", "state", "undo")
 
     def __init__(self, fn: Callable[..., Any], args: Tuple[Any, ...]) -> None:
         self.fn = fn
@@ -99,6 +99,7 @@ class _Call:
         self.loop: Any = None  # ... and that hub's loop
         self.task: Optional[greenlet.greenlet] = None
         self.state = 0  # 0 running, 1 done, 2 cancelled by the caller
+        self.undo: Optional[Callable[[Any], None]] = None  # gives a cancelled result back
 
     def run(self) -> None:
         try:
@@ -106,6 +107,8 @@ class _Call:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, GreenletExit too
             self.error = exc
         if self.state == 2:
+            if self.error is None and self.undo is not None:
+                self.undo(self.value)
             return
         self.state = 1
         if self.lock is not None:
@@ -144,13 +147,24 @@ class HubThread:
         """Whether the caller runs on the hub thread."""
         return bool(_get_ident() == self.ident)
 
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def call(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        undo: Optional[Callable[[Any], None]] = None,
+    ) -> Any:
         """Run ``fn(*args)`` in a new greenlet on the hub thread and return
         its result (or raise its exception) in the calling thread. When the
-        caller is interrupted, the greenlet is killed (if still running)."""
+        caller is interrupted, the greenlet is killed (if still running).
+
+        ``undo(result)`` runs on the hub thread when the caller was
+        interrupted but ``fn`` finished anyway (e.g. to close a connection
+        nobody will own).
+        """
         if _get_ident() == self.ident:
             return fn(*args)
         job = _Call(fn, args)
+        job.undo = undo
         hub = get_hub_if_exists()
         if hub is None and is_module_patched("threading"):
             hub = gevent.get_hub()  # "threads" are greenlets: never block their hub
@@ -193,6 +207,9 @@ class HubThread:
             task = job.task
             if task is not None and not task.dead:
                 task.throw(greenlet.GreenletExit)  # runs there at once; we are the hub
+        elif job.state == 1 and job.error is None and job.undo is not None:
+            job.state = 2
+            job.undo(job.value)  # finished just as the caller gave up: give it back
 
 
 _hub: Optional[HubThread] = None
@@ -524,10 +541,20 @@ def _open_on_hub(hub: HubThread, url_or_options: Any, options: Dict[str, Any]) -
     return ThreadWebSocket(*_wrap(_establish(url_or_options, options), hub))
 
 
+def _drop_connected(result: Any) -> None:
+    # A connect that finished after its caller gave up: nobody owns it.
+    if result[0] is not None:
+        result[1].connection.abort()
+
+
+def _drop_opened(ws: ThreadWebSocket) -> None:
+    ws.connection.abort()
+
+
 def connect(url_or_options: Union[str, Mapping[str, Any], None], options: Dict[str, Any]) -> Any:
     """:func:`gws.connect` in thread mode (``options`` without ``thread``)."""
     hub = hub_thread()
-    return hub.call(_connect_on_hub, hub, url_or_options, options)
+    return hub.call(_connect_on_hub, hub, url_or_options, options, undo=_drop_connected)
 
 
 def open(  # noqa: A001 - gws.open's thread mode
@@ -535,5 +562,5 @@ def open(  # noqa: A001 - gws.open's thread mode
 ) -> ThreadWebSocket:
     """:func:`gws.open` in thread mode (``options`` without ``thread``); raises on failure."""
     hub = hub_thread()
-    ws: ThreadWebSocket = hub.call(_open_on_hub, hub, url_or_options, options)
+    ws: ThreadWebSocket = hub.call(_open_on_hub, hub, url_or_options, options, undo=_drop_opened)
     return ws
