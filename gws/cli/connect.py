@@ -13,12 +13,15 @@ with ``-v`` or ``-P``: nothing is added to gws's hot path.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import IO, Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import gevent
+from gevent import Greenlet
 
-from ..client import connect
+from ..client import Response, connect
+from ..connection import Connection
 from ..errors import ProtocolError, WebSocketError
 from ..frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Message
 from ..io import Reader, Writer
@@ -279,32 +282,16 @@ def run(
     res, read, write = result
     conn = read.connection
     if args.verbose or interactive:
-        shown = f"connected to {args.url}"
-        extras = []
-        if res.subprotocol:
-            extras.append(f"subprotocol {res.subprotocol}")
-        extras.extend(sorted(res.extensions))
-        if extras:
-            shown += " (" + ", ".join(extras) + ")"
-        if interactive:
-            shown += "; Ctrl-D or Ctrl-C to close"
-        printer.status(shown)
-    if args.verbose:
-        printer.status(f"--- response: HTTP/{res.version:g} {res.code} {res.reason}")
-        for name, value in res.headers:
-            printer.status(f"{name}: {value}")
-        printer.status("---")
+        _show_handshake(res, args, printer, interactive)
     if args.verbose or args.show_ping_pong:
         _trace_sent(conn, printer, frames=args.verbose, controls=args.show_ping_pong)
-
     assembler = Assembler(args.max_size, conn.protocol.deflate)
     reader = gevent.spawn(_receive, read, printer, assembler, args)
-    console: Optional[Console] = None
+    console = Console(stdin, stdout) if interactive else None
     lines: Iterable[str]
     if args.execute:
         lines = args.execute
-    elif interactive:
-        console = Console(stdin, stdout)
+    elif console is not None:
         printer.before, printer.after = console.clear, console.redraw
         lines = console.lines()
     else:
@@ -312,23 +299,10 @@ def run(
     wait = args.wait if args.wait is not None else (0.0 if interactive else DEFAULT_WAIT)
     status = 0
     try:
-        if console is not None:
-            console.__enter__()
-        sender = gevent.spawn(_send_all, lines, write, printer, args.binary, not interactive)
-        try:
-            waitables: List[Any] = [reader, sender]
-            gevent.wait(waitables, count=1)
-            if not reader.dead:
-                status = sender.get()
-                reader.join(timeout=None if wait == float("inf") else wait)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            sender.kill()
+        with console if console is not None else contextlib.nullcontext():
+            status = _converse(reader, lines, write, printer, args.binary, not interactive, wait)
     finally:
-        if console is not None:
-            console.__exit__(None, None, None)
-            printer.before = printer.after = None
+        printer.before = printer.after = None
         try:
             if not read.closed:
                 write(None)  # close handshake, bounded by the close timeout
@@ -338,6 +312,52 @@ def run(
         reader.kill()
     printer.status(describe_close(read.close_code, read.close_reason, read.error))
     return status or exit_status(read)
+
+
+def _show_handshake(
+    res: Response, args: argparse.Namespace, printer: Printer, interactive: bool
+) -> None:
+    """The ``connected`` line, and with ``-v`` the server's response head."""
+    shown = f"connected to {args.url}"
+    extras = [f"subprotocol {res.subprotocol}"] if res.subprotocol else []
+    extras.extend(sorted(res.extensions))
+    if extras:
+        shown += " (" + ", ".join(extras) + ")"
+    if interactive:
+        shown += "; Ctrl-D or Ctrl-C to close"
+    printer.status(shown)
+    if args.verbose:
+        printer.status(f"--- response: HTTP/{res.version:g} {res.code} {res.reason}")
+        for name, value in res.headers:
+            printer.status(f"{name}: {value}")
+        printer.status("---")
+
+
+def _converse(
+    reader: Greenlet,  # type: ignore[type-arg]
+    lines: Iterable[str],
+    write: Writer,
+    printer: Printer,
+    binary: bool,
+    show: bool,
+    wait: float,
+) -> int:
+    """Send ``lines`` while ``reader`` prints what comes, until the lines
+    end (then wait up to ``wait`` s for the server), the server closes, or
+    Ctrl-C. 1 if a send failed, else 0."""
+    sender = gevent.spawn(_send_all, lines, write, printer, binary, show)
+    try:
+        waitables: List[Any] = [reader, sender]
+        gevent.wait(waitables, count=1)
+        if reader.dead:
+            return 0
+        status: int = sender.get()
+        reader.join(timeout=None if wait == float("inf") else wait)
+        return status
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        sender.kill()
 
 
 def _send_all(
@@ -387,7 +407,7 @@ def _receive(
                     pass
 
 
-def _trace_sent(conn: Any, printer: Printer, *, frames: bool, controls: bool) -> None:
+def _trace_sent(conn: Connection, printer: Printer, *, frames: bool, controls: bool) -> None:
     """Show each frame this connection writes (pongs, heartbeat pings and
     close frames included) by wrapping its ``raw_write``."""
     raw_write = conn.raw_write
