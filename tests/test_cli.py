@@ -252,9 +252,12 @@ def test_connect_no_compression_offers_no_extension(serve, compress):
     handler, seen = recorder()
     url = serve(handler)
     flags = () if compress else ("--no-compression",)
-    proc = run_gws("connect", url, *flags, "-v", "-x", "hi", "-w", "inf")
+    # long and repetitive: gws leaves short or incompressible messages uncompressed
+    message = "hello " * 100
+    proc = run_gws("connect", url, *flags, "-v", "-x", message, "-w", "inf")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    request, _ = got(seen)
+    request, messages = got(seen)
+    assert [m.payload for m in messages] == [message]
     offered = request.header("Sec-WebSocket-Extensions")
     if compress:
         assert offered is not None and "permessage-deflate" in offered
