@@ -290,10 +290,10 @@ class Server(StreamServer):
         away") at once. A client that has not completed the close handshake
         shortly before the deadline (0.2 x timeout, at most 0.5 s, before
         it) is dropped; handlers still running at the deadline are killed.
-        Connections still in the opening handshake are refused; those that
-        complete it meanwhile are closed with 1001 before their handler
-        runs. May be called from a handler: it is neither waited for nor
-        killed.
+        A connection still in its opening handshake that completes it before
+        the deadline is closed with 1001 before its handler runs; one that
+        does not is dropped at the deadline. May be called from a handler:
+        that one is neither waited for nor killed.
         """
         seconds = self.stop_timeout if timeout is None else max(float(timeout), 0.0)
         end = monotonic() + seconds
