@@ -87,7 +87,7 @@ class HTTPResponse(NamedTuple):
     """A plain HTTP answer given instead of the 101.
 
     ``body`` may be ``str`` (sent as UTF-8). ``Content-Length`` and
-    ``Connection: close`` are always set by :func:`render_response`.
+    ``Connection: close`` are always set by ``render_response``.
     """
 
     status: int

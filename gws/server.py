@@ -117,10 +117,10 @@ def accept(
     """Run the server side of the opening handshake on a connected socket.
 
     Once the request head is parsed, and before the upgrade headers are
-    checked, the hooks decide (see :mod:`gws.hooks`): with ``origins``, a
+    checked, the hooks decide (see ``gws.hooks``): with ``origins``, a
     request whose ``Origin`` is not in the list gets a 403; then
     ``process_request(request)`` may answer any request, a plain HTTP one
-    too, with an :class:`~gws.hooks.HTTPResponse` or a ``(status, headers,
+    too, with an :class:`gws.HTTPResponse` or a ``(status, headers,
     body)`` tuple instead of the 101 (a 401, a 200 health check). Such a
     request is answered, and accept() raises :class:`HandshakeError` whose
     ``status``, ``headers`` and ``body`` are those of the answer.
@@ -284,16 +284,16 @@ class Server(StreamServer):
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stop accepting, close every open connection with 1001, wait for
         the handlers; return within ``timeout`` seconds (default
-        :attr:`stop_timeout`, 5).
+        ``stop_timeout``, 5).
 
         Every open connection gets a close frame with code 1001 ("going
         away") at once. A client that has not completed the close handshake
         shortly before the deadline (0.2 x timeout, at most 0.5 s, before
         it) is dropped; handlers still running at the deadline are killed.
-        Connections still in the opening handshake are refused; those that
-        complete it meanwhile are closed with 1001 before their handler
-        runs. May be called from a handler: it is neither waited for nor
-        killed.
+        A connection still in its opening handshake that completes it before
+        the deadline is closed with 1001 before its handler runs; one that
+        does not is dropped at the deadline. May be called from a handler:
+        that one is neither waited for nor killed.
         """
         seconds = self.stop_timeout if timeout is None else max(float(timeout), 0.0)
         end = monotonic() + seconds

@@ -234,6 +234,10 @@ def run_client_suite(
     when None). The wait is gevent-cooperative, so the server may run in
     the caller's own hub; ``timeout`` (s) bounds the run, after which kosoku
     is killed and RuntimeError raised.
+
+    kosoku 0.1.0 has no spec file (``--spec`` says "not implemented yet"):
+    its fuzzing client takes the URL, case globs, excludes and a
+    parallelism, which is what this passes to ``run_fuzzingclient``.
     """
     import tempfile
 
