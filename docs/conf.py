@@ -69,11 +69,12 @@ autodoc_default_options = {
     "show-inheritance": True,
 }
 
-# Examples in ``.. testcode::`` blocks run with gws imported, each on its own.
+# Examples in ``.. testcode::`` blocks, and ``>>>`` examples in docstrings,
+# run with gws imported (its public names too, as docstrings use them bare).
 doctest_global_setup = """
 import gws
+from gws import *
 """
-doctest_test_doctest_blocks = ""
 
 # Inherited docstrings come from gevent and the standard library, written for
 # their own sites; gws documents what it adds.
