@@ -362,7 +362,8 @@ def test_connect_ping_fails_a_connection_whose_peer_went_silent(make_server):
 
 def test_connect_verbose_traces_handshake_and_frames(serve):
     url = serve(echo_n_then_close(1, 1000, "bye"))
-    proc = run_gws("connect", url, "-v", "-x", "hi", "-w", "inf")
+    message = "hello " * 100  # long enough for gws to compress it
+    proc = run_gws("connect", url, "-v", "-x", message, "-w", "inf")
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr
     assert "--- response: HTTP/1.1 101 Switching Protocols" in err
@@ -372,7 +373,7 @@ def test_connect_verbose_traces_handshake_and_frames(serve):
     assert "< frame opcode=8 (close) fin=1 rsv1=0 mask=0 len=5 code=1000 (normal closure) " \
         "reason='bye'" in err, err  # fmt: skip
     assert "> frame opcode=8 (close) fin=1 rsv1=0 mask=1 len=2 code=1000" in err, err
-    assert proc.stdout.splitlines() == ["> hi", "< hi"]
+    assert proc.stdout.splitlines() == [f"> {message}", f"< {message}"]
 
 
 def test_connect_without_verbose_traces_nothing(serve):

@@ -90,10 +90,10 @@ def test_in_process_server_stopped_and_restarted_on_the_same_port(make_server, n
             ws.send(f"hello {len(got)}")
             got.append(ws.recv().payload)
             if len(got) == 1:
-                servers[0].stop()  # its handlers close with 1000; the port is refused
+                servers[0].stop()  # it closes its connections with 1001; the port is refused
                 with pytest.raises(gws.ConnectionClosed):
                     ws.recv()
-                assert ws.close_code == 1000 and ws.connection.close_initiator == "peer"
+                assert ws.close_code == 1001 and ws.connection.close_initiator == "peer"
             else:
                 ws.close()  # the program's own close ends the loop
     assert got == ["hello 0", "hello 1"]

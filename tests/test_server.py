@@ -828,11 +828,13 @@ def test_stop_closes_every_connection_with_1001(make_server, no_leaks):
         gevent.joinall(readers, timeout=5)
         for (_, read, _), g in zip(clients, readers):
             assert g.value is None
-            assert (read.close_code, read.close_reason, read.error) == (
+            # a clean close; read.error says who closed and why (issue 11)
+            assert (read.close_code, read.close_reason, read.exception) == (
                 1001,
                 "server shutting down",
                 None,
             )
+            assert read.error == "peer closed with 1001 (going away): 'server shutting down'"
         assert server.server.connections == []
         res, read, _ = gws.connect(port=server.port, timeout=2000)  # no longer accepting
         assert res is None

@@ -755,7 +755,8 @@ def test_websocket_server_stop_closes_open_websockets_with_1001(serve):
     stopper = gevent.spawn(server.stop, 5)
     for _, read, _ in clients:
         assert read() is None
-        assert (read.close_code, read.close_reason, read.error) == (1001, "going away", None)
+        assert (read.close_code, read.close_reason, read.exception) == (1001, "going away", None)
+        assert read.error == "peer closed with 1001 (going away): 'going away'"
     stopper.join(10)
     assert stopper.successful()
     assert handle.wait_idle()

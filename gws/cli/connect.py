@@ -238,8 +238,9 @@ def connect_target(args: argparse.Namespace) -> Tuple[Union[str, Dict[str, Any]]
 
 
 def exit_status(read: Reader) -> int:
-    """0 after a clean close, else 1."""
-    if read.error is None and read.close_code in CLEAN_CODES:
+    """0 after a clean close with a normal code (1000, 1001, 1005), else 1.
+    ``read.error`` is not the test: it describes a peer's 1001 too."""
+    if read.exception is None and read.close_code in CLEAN_CODES:
         return 0
     return 1
 
