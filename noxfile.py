@@ -32,6 +32,9 @@ nox.options.sessions = ["quick", "lint", "typecheck", "docs"]
 QUICK_IGNORES = [
     # Long or needing more than the interpreter: run by the full suite only.
     "--ignore=tests/test_autobahn.py",
+    "--ignore=tests/test_autobahn_server.py",
+    "--ignore=tests/test_autobahn_wsgi.py",
+    "--ignore=tests/test_browser.py",
     "--ignore=tests/test_load.py",
     "--ignore=tests/test_no_loss.py",
     "--ignore=tests/test_benchmarks.py",

@@ -53,13 +53,15 @@ nitpick_ignore_regex = [
     # Outside gws, and not resolvable without intersphinx.
     (
         r"py:.*",
-        r"(ssl|gssl|gsocket|socket|gevent|greenlet|typing|collections|enum|argparse|logging|zlib|threading)(\..*)?",
+        r"(ssl|gssl|gsocket|socket|gevent|greenlet|typing|collections|enum|argparse|logging|zlib|threading|gunicorn)(\..*)?",
     ),
     (r"py:.*", r"(builtins\.)?(Any|Optional|Union|Callable|Iterable|Iterator|Mapping)"),
     (r"py:.*", r"(builtins\.)?(str|bytes|bytearray|memoryview|int|float|bool|dict|list|tuple)"),
     (r"py:.*", r"(builtins\.)?(object|type|None|Exception|BaseException|NoneType)"),
     (r"py:.*", r"(builtins\.)?(ValueError|TimeoutError|RuntimeError|ConnectionError|OSError)"),
     (r"py:.*", r"(builtins\.)?(NamedTuple|IntEnum|Sequence|List|Tuple|Dict|Type)"),
+    # Private helpers named in public signatures are not documented.
+    (r"py:class", r"gws\.(\w+\.)*_\w+"),
 ]
 
 autodoc_member_order = "groupwise"

@@ -139,7 +139,7 @@ class TLSOverSocket:
 
     def send(self, data: Union[bytes, bytearray, memoryview], flags: int = 0) -> int:
         """Encrypt and send all of ``data`` (at most 256 KiB of it per call,
-        so memory stays bounded: :meth:`sendall` loops); returns how much."""
+        so memory stays bounded: ``sendall()`` loops); returns how much."""
         chunk = memoryview(data)[:_CHUNK]
         with self._send_lock:  # an interruption waiting here: nothing was sent
             self._flush_locked()

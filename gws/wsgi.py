@@ -170,7 +170,7 @@ class WebSocket:
     ``origin``, ``protocol``, ``version``, ``environ``, ``handler``,
     ``current_app``, ``logger``. gws's own: ``read`` / ``write`` (the seed
     face), :meth:`recv` (a :class:`~gws.Message`, raises
-    :class:`~gws.ConnectionClosed`), :meth:`ping`, iteration over messages,
+    :class:`~gws.ConnectionClosed`), ``ping()``, iteration over messages,
     ``request`` (a :class:`gws.Request`), ``subprotocol``, ``extensions``,
     ``compressed``, ``close_code`` and ``close_reason``.
     """
