@@ -18,6 +18,7 @@ __all__ = [
     "DeflateParams",
     "PerMessageDeflate",
     "parse_extensions",
+    "stored_blocks",
     "make_offer",
     "accept_response",
     "negotiate",
@@ -33,13 +34,12 @@ _TAIL = b"\x00\x00\xff\xff"
 # The inflater must use the peer's window: 32 KiB + 7 KiB at the default 15.
 _MEM_LEVEL = 4
 DEFAULT_WINDOW_BITS = 12
-# Whole messages shorter than this are sent uncompressed: deflate's block
-# header and flush marker make them no smaller, and each costs a zlib call.
-DEFAULT_THRESHOLD = 64
 # After a message that did not shrink, the next 1, 2, 4 ... up to this many
-# messages are sent uncompressed without trying, so incompressible traffic
-# costs a compression attempt only now and then.
+# messages are sent as stored deflate blocks without trying, so
+# incompressible traffic costs a compression attempt only now and then.
 _MAX_SKIP = 32
+_ADAPT_MIN = 256  # smaller messages are always compressed and never count as misses
+_STORED_MAX = 65535  # longest stored block (RFC 1951 3.2.4)
 _FLAGS = ("server_no_context_takeover", "client_no_context_takeover")
 _BITS = ("server_max_window_bits", "client_max_window_bits")
 ParamValue = Union[bool, int]
@@ -249,18 +249,39 @@ def negotiate(values: List[str]) -> Optional[DeflateParams]:
     return None
 
 
+def stored_blocks(data: Union[bytes, bytearray, memoryview]) -> bytes:
+    """``data`` as a permessage-deflate payload of stored (uncompressed)
+    deflate blocks: a copy, 5 bytes of header per 65,535 bytes.
+
+    The stream is byte-aligned at a message boundary, so each block is a
+    0x00 header byte (not final, stored), LEN, NLEN and the bytes; the
+    payload ends with the header byte of the empty stored block whose
+    ``00 00 ff ff`` RFC 7692 removes from every message.
+    """
+    view = memoryview(data)
+    out = bytearray()
+    for start in range(0, len(view), _STORED_MAX):
+        chunk = view[start : start + _STORED_MAX]
+        n = len(chunk)
+        out += bytes((0, n & 0xFF, n >> 8, ~n & 0xFF, (~n >> 8) & 0xFF))
+        out += chunk
+    out.append(0)
+    return bytes(out)
+
+
 class PerMessageDeflate:
     """Compress outgoing and decompress incoming message payloads.
 
     ``is_client`` picks which half of ``params`` applies to each direction.
     Compressors are created lazily, so an idle connection costs no zlib state.
 
-    :meth:`encode` decides per message whether compressing pays (RFC 7692
-    section 6 lets a sender leave any message uncompressed, RSV1 clear):
-    messages under ``threshold`` bytes, and messages that deflate would not
-    shrink, go out as they are; :meth:`compress` always compresses.
-    ``window_bits`` caps the window of our compressor (never above what was
-    negotiated): a smaller window is always decodable and costs less memory.
+    :meth:`encode` decides per whole message whether compressing pays: after
+    a message deflate did not shrink, the next ones (1, 2, 4 ... up to 32,
+    until one shrinks again) go out as *stored* deflate blocks, a copy with 5
+    bytes per 64 KiB, instead of being compressed; :meth:`compress` always
+    compresses. ``window_bits`` caps the window of our compressor (never
+    above what was negotiated): a smaller window is always decodable and
+    costs less memory.
     """
 
     def __init__(
@@ -269,12 +290,10 @@ class PerMessageDeflate:
         *,
         is_client: bool,
         level: int = 1,
-        threshold: int = DEFAULT_THRESHOLD,
         window_bits: int = DEFAULT_WINDOW_BITS,
     ) -> None:
         self.params = params
-        self.threshold = threshold
-        self._skip = 0  # messages still to send uncompressed without trying
+        self._skip = 0  # messages still to send stored without trying
         self._backoff = 0  # how many the next failure to shrink skips
         if is_client:
             self._out_reset = params.client_no_context_takeover
@@ -296,40 +315,33 @@ class PerMessageDeflate:
         self._comp: Optional[zlib._Compress] = None
         self._decomp: Optional[zlib._Decompress] = None
 
-    def encode(self, data: bytes) -> Tuple[bytes, bool]:
-        """One whole (unfragmented) message as it should be sent: ``(payload,
-        compressed)``; ``compressed`` is the frame's RSV1.
+    def encode(self, data: bytes) -> bytes:
+        """One whole (unfragmented) message's payload as sent, RSV1 set.
 
-        Keeping the peer in step: an uncompressed message never reaches the
-        peer's inflater, so it must not reach our compressor either. Skipped
-        messages never do; a message that was compressed but did not shrink
-        has, so the compressor is dropped and the next compressed message
-        starts a fresh one. That is always decodable: a fresh compressor
-        refers to no bytes before it, and the peer's inflater, which still
-        holds the older window, is simply never asked for them (the same
-        thing ``no_context_takeover`` does after every message).
+        Every message stays compressed in RFC 7692's sense (some peers,
+        Autobahn's kosoku among them, mishandle uncompressed messages on a
+        compressed connection); what changes is how. A message that did not
+        shrink is sent as deflate produced it, and the compressor keeps its
+        context. While skipping, messages are written as stored blocks,
+        which our compressor never sees; so it is dropped, and the next
+        compressed message starts a fresh one. That is always decodable: a
+        fresh compressor refers to no bytes before it, and the peer's
+        inflater, which holds the stored bytes in its window, is simply
+        never asked for them (what ``no_context_takeover`` does after every
+        message).
         """
-        size = len(data)
-        if size < self.threshold:
-            return data, False
+        if len(data) < _ADAPT_MIN:  # a miss this small costs little: no backoff
+            return self.compress(data)
         if self._skip:
             self._skip -= 1
-            return data, False
+            self._comp = None
+            return stored_blocks(data)
         out = self.compress(data)
-        if len(out) < size:
+        if len(out) < len(data):
             self._backoff = 0
-            return out, True
-        self._comp = None
-        self._backoff = self._skip = min(_MAX_SKIP, self._backoff * 2 or 1)
-        return data, False
-
-    def start_fragmented(self) -> bool:
-        """Whether to compress a fragmented message being started (its first
-        frame must say so before the rest exists): no while skipping."""
-        if self._skip:
-            self._skip -= 1
-            return False
-        return True
+        else:
+            self._backoff = self._skip = min(_MAX_SKIP, self._backoff * 2 or 1)
+        return out
 
     def compress(self, data: bytes, fin: bool = True) -> bytes:
         """Compress one message (or one fragment of it, ``fin=False``)."""

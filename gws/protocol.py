@@ -502,13 +502,11 @@ class Protocol:
             raise ValueError("a data frame cannot start while another message's fragments are open")
         else:
             deflate = self.deflate
-            if deflate is None or frame.rsv1:
-                self._out_compressing = False
-            elif frame.fin:  # a whole message: compressed only if that shrinks it
-                frame.payload, frame.rsv1 = deflate.encode(frame.payload)  # type: ignore[arg-type]
+            if deflate is not None and not frame.rsv1 and frame.fin:  # a whole message
+                frame.payload = deflate.encode(frame.payload)  # type: ignore[arg-type]
+                frame.rsv1 = True
                 return frame
-            else:
-                self._out_compressing = deflate.start_fragmented()
+            self._out_compressing = deflate is not None and not frame.rsv1
             if not frame.fin:
                 self._out_opcode = opcode
         if self._out_compressing:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import enum
 import random
 import struct
+import zlib
 from typing import Callable, List, NamedTuple, Optional
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gws.deflate import DEFAULT_THRESHOLD, DeflateParams, PerMessageDeflate
+from gws.deflate import DeflateParams, PerMessageDeflate, stored_blocks
 from gws.errors import AbnormalClosure, InvalidState, MessageTooBig, ProtocolError
 from gws.frames import (
     OP_BINARY,
@@ -1145,16 +1146,11 @@ class TestSend:
         proto.send(Message(opcode=OP_BINARY, payload=b"next message"))
 
     def test_deflate_compresses_with_rsv1_on_the_first_frame_only(self, side):
-        # threshold=0: even "Hello" is tried; it does not shrink (7 bytes, the
-        # RFC 7692 7.2.3.1 example), so it goes out as it is, RSV1 clear.
-        proto = side.make(deflate=PerMessageDeflate(DeflateParams(), is_client=side.is_client))
-        proto.deflate.threshold = 0
+        proto = side.make(deflate=own_deflate(side))
         out = proto.send(text(b"Hello"))
-        assert not out.rsv1 and out.payload == b"Hello"
-        out = proto.send(text(b"Hello" * 20))  # the skip after a miss: sent as it is
-        assert not out.rsv1
-        out = proto.send(text(b"Hello" * 20))
-        assert out.rsv1 and len(out.payload) < 20
+        assert out.rsv1 and out.payload == RFC7692_HELLO
+        out = proto.send(text(b"Hello"))
+        assert out.rsv1 and out.payload == RFC7692_HELLO_AGAIN
         first = proto.send(Message(fin=False, opcode=OP_BINARY, payload=b"x" * 500))
         ping = proto.send(Message(opcode=OP_PING, payload=b"p"))
         middle = proto.send(Message(fin=False, opcode=OP_CONTINUATION, payload=b"y" * 500))
@@ -1162,7 +1158,8 @@ class TestSend:
         assert (first.rsv1, middle.rsv1, last.rsv1) == (True, False, False)
         assert (ping.rsv1, ping.payload) == (False, b"p")
         peer = peer_deflate(side)
-        assert peer.decompress(out.payload, True, None) == b"Hello" * 20
+        assert peer.decompress(RFC7692_HELLO, True, None) == b"Hello"
+        assert peer.decompress(RFC7692_HELLO_AGAIN, True, None) == b"Hello"
         inflated = peer.decompress(first.payload, False, None)
         inflated += peer.decompress(middle.payload, False, None)
         inflated += peer.decompress(last.payload, True, None)
@@ -1173,27 +1170,36 @@ class TestSend:
         assert deflate.compress(b"Hello") == RFC7692_HELLO
         assert deflate.compress(b"Hello") == RFC7692_HELLO_AGAIN
 
-    def test_messages_under_the_threshold_are_sent_uncompressed(self, side):
-        proto = side.make(deflate=own_deflate(side))
-        small = b"a" * (DEFAULT_THRESHOLD - 1)
-        out = proto.send(Message(opcode=OP_BINARY, payload=small))
-        assert not out.rsv1 and out.payload == small
-        assert proto.deflate._comp is None  # never touched: no zlib state either
-        out = proto.send(Message(opcode=OP_BINARY, payload=b"a" * DEFAULT_THRESHOLD))
-        assert out.rsv1 and len(out.payload) < DEFAULT_THRESHOLD
-
-    def test_incompressible_messages_back_off_then_compression_resumes(self, side):
+    def test_incompressible_messages_back_off_to_stored_blocks(self, side):
         proto = side.make(deflate=own_deflate(side))
         noise = random.Random(7).randbytes
-        sent = []
+        peer = peer_deflate(side)
+        stored = []
         for _ in range(7):
-            sent.append(proto.send(Message(opcode=OP_BINARY, payload=noise(4096))))
-        assert [m.rsv1 for m in sent] == [False] * 7
-        # miss, skip 1, miss, skip 2, miss, skip 4 (3 of them still owed)
+            data = noise(4096)
+            out = proto.send(Message(opcode=OP_BINARY, payload=data))
+            assert out.rsv1  # every message stays compressed in RFC 7692's sense
+            assert peer.decompress(out.payload, True, None) == data
+            stored.append(out.payload == stored_blocks(data))
+        tiny = noise(100)  # under 256 bytes: compressed, never counted as a miss
+        small = proto.send(Message(opcode=OP_BINARY, payload=tiny))
+        assert peer.decompress(small.payload, True, None) == tiny
         assert proto.deflate._skip == 3
-        flags = [proto.send(Message(opcode=OP_BINARY, payload=b"z" * 4096)).rsv1 for _ in range(5)]
-        assert flags == [False, False, False, True, True]  # then compression resumes
-        assert proto.deflate._backoff == 0
+        # miss, 1 stored, miss, 2 stored, miss, 4 stored (3 of them still owed)
+        assert stored == [False, True, False, True, True, False, True]
+        assert proto.deflate._skip == 3
+        outs = [proto.send(Message(opcode=OP_BINARY, payload=b"z" * 4096)) for _ in range(5)]
+        assert [len(o.payload) < 100 for o in outs] == [False, False, False, True, True]
+        assert proto.deflate._backoff == 0  # compression resumed
+        for out in outs:
+            assert peer.decompress(out.payload, True, None) == b"z" * 4096
+
+    @pytest.mark.parametrize("size", [0, 1, 65535, 65536, 200_000])
+    def test_stored_blocks_inflate_to_the_data(self, size):
+        data = random.Random(size).randbytes(size)
+        inflater = zlib.decompressobj(-15)
+        assert inflater.decompress(stored_blocks(data) + b"\x00\x00\xff\xff") == data
+        assert len(stored_blocks(data)) == size + 5 * -(-size // 65535) + 1
 
     @pytest.mark.parametrize("no_takeover", [False, True], ids=["takeover", "no-takeover"])
     def test_peer_decodes_every_message_of_a_mixed_stream(self, side, no_takeover):
@@ -1213,9 +1219,11 @@ class TestSend:
         for _ in range(300):
             kind = rng.choice(["text", "noise", "small", "fragmented", "repeat"])
             if kind == "text":
-                payload = " ".join(rng.choice(["alpha", "beta", "gamma"]) for _ in range(300))
-                payload_b = payload.encode()
-            elif kind == "noise":
+                words = " ".join(rng.choice(["alpha", "beta", "gamma"]) for _ in range(300))
+                data += wire(sender.send(Message(opcode=OP_TEXT, payload=words.encode())))
+                expected.append((OP_TEXT, words))
+                continue
+            if kind == "noise":
                 payload_b = rng.randbytes(rng.randrange(64, 9000))
             elif kind == "small":
                 payload_b = rng.randbytes(rng.randrange(0, 80))

@@ -33,7 +33,7 @@ def test_frames_of_every_size_arrive_byte_exact(size: int) -> None:
     a, b = gsocket.socketpair()
     try:
         transport = SocketTransport(a)
-        assert transport._sendmsg is not None
+        assert transport._sendmsg is not None and transport._recv_size == 256 * 1024
         payload = os.urandom(size)
         with gevent.Timeout(20):
             # 3 MiB exceeds the socket buffers: sendmsg() sends part, sendall() the rest
@@ -70,7 +70,17 @@ def test_tls_sockets_join_the_frame_instead(tmp_path) -> None:
                 conn, _ = listener.accept()
                 tls = server_ctx.wrap_socket(conn, server_side=True)
                 try:
-                    return read_frames(tls, 1)
+                    # the receiving side through SocketTransport.recv too
+                    receiver = SocketTransport(tls)
+                    assert receiver._recv_size < 64 * 1024  # one TLS record at a time
+                    decoder = FrameDecoder(expect_masked=True)
+                    frame = None
+                    while frame is None:
+                        data = receiver.recv()
+                        assert data, "peer closed early"
+                        decoder.feed(data)
+                        frame = decoder.next_frame()
+                    return [frame]
                 finally:
                     tls.close()
 
