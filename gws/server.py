@@ -245,6 +245,18 @@ def _reject(sock: gsocket.socket, status: int, message: str) -> None:
         pass
 
 
+def finish_handler_connection(conn: Connection) -> None:
+    """What a server does once a handler returned: close an open connection
+    with 1000, drop one whose close handshake is still under way."""
+    if conn.state is OPEN:
+        try:
+            conn.close(1000, "")
+        except WebSocketError:
+            pass
+    elif conn.state is CLOSING:
+        conn.abort()
+
+
 def echo(request: Request, read: Reader, write: Writer) -> None:
     """Handler that sends every message back with the same opcode."""
     for msg in read:
@@ -418,13 +430,7 @@ def serve(
             conn.fail(1011, "handler error")
         finally:
             server._connections.pop(conn, None)
-            if conn.state is OPEN:
-                try:
-                    conn.close(1000, "")
-                except WebSocketError:
-                    pass
-            elif conn.state is CLOSING:
-                conn.abort()
+            finish_handler_connection(conn)
 
     listener: Union[gsocket.socket, Tuple[str, int]]
     unix_path = None

@@ -64,7 +64,8 @@ from .hooks import (
     run_hooks,
 )
 from .io import IO_OPTIONS, Reader, Writer, check_io_options, make_connection
-from .protocol import CLOSED, CLOSING, OPEN
+from .protocol import CLOSED, OPEN
+from .server import finish_handler_connection
 
 __all__ = [
     "WebSocket",
@@ -567,13 +568,7 @@ class WebSocketHandler(WSGIHandler):
         finally:
             if clients.get(address) is not None and clients[address].ws is ws:
                 del clients[address]
-            if conn.state is OPEN:
-                try:
-                    conn.close(1000, "")
-                except WebSocketError:
-                    pass
-            elif conn.state is CLOSING:
-                conn.abort()
+            finish_handler_connection(conn)
             environ["wsgi.websocket"] = None
             self.websocket = None
 
