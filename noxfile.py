@@ -35,6 +35,10 @@ QUICK_IGNORES = [
     "--ignore=tests/test_autobahn_server.py",
     "--ignore=tests/test_autobahn_wsgi.py",
     "--ignore=tests/test_browser.py",
+    # Node and gunicorn peers in subprocesses: interpreter-independent, and
+    # the slowest files left; the full run covers them.
+    "--ignore=tests/test_cli_wscat.py",
+    "--ignore=tests/test_gunicorn.py",
     "--ignore=tests/test_load.py",
     "--ignore=tests/test_no_loss.py",
     "--ignore=tests/test_benchmarks.py",

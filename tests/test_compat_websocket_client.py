@@ -28,7 +28,6 @@ import threading
 from typing import Any, Callable, List
 
 import pytest
-import websocket as websocket_client
 from gevent.event import Event
 from gevent.server import StreamServer
 from gevent.threadpool import ThreadPool
@@ -46,6 +45,11 @@ from helpers import (
 import gws
 import gws.compat.websocket_client as compat
 from gws.compat import _wsclient_options as options
+
+# websocket-client 1.9.2 (the reference this layer is tested against) needs Python >= 3.10
+websocket_client = pytest.importorskip(
+    "websocket", reason="websocket-client 1.9.2 needs Python >= 3.10"
+)
 
 pytestmark = pytest.mark.usefixtures("deadline")
 

@@ -14,6 +14,7 @@ bounds every test.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import logging
 import os
 import socket
@@ -28,6 +29,15 @@ from helpers import read_head, recording_server
 
 import gws
 from gws.handshake import MAX_HEAD
+
+# websockets 17.4 needs Python >= 3.11; the quick subset runs on 3.9 and 3.10 too
+needs_websocket_client = pytest.mark.skipif(
+    importlib.util.find_spec("websocket") is None,
+    reason="websocket-client 1.9.2 needs Python >= 3.10",
+)
+needs_websockets = pytest.mark.skipif(
+    importlib.util.find_spec("websockets") is None, reason="websockets 17.4 needs Python >= 3.11"
+)
 
 pytestmark = pytest.mark.usefixtures("deadline")
 
@@ -522,6 +532,7 @@ def websockets_refused(url, **options):
     raise AssertionError("the upgrade was accepted")
 
 
+@needs_websocket_client
 def test_basic_auth_refused_before_101_for_websocket_client(make_server, caplog):
     server = make_server(gws.echo, process_request=gws.basic_auth({"alice": "s3cret"}))
     with caplog.at_level(logging.INFO, logger="gws"):
@@ -546,6 +557,7 @@ def test_basic_auth_refused_before_101_for_websocket_client(make_server, caplog)
     assert not any("s3cret" in r.getMessage() or "wrong" in r.getMessage() for r in caplog.records)
 
 
+@needs_websockets
 def test_basic_auth_refused_before_101_for_websockets(make_server):
     server = make_server(gws.echo, process_request=gws.basic_auth({"alice": "s3cret"}))
     status, headers, body = in_thread(websockets_refused, server.url)
@@ -591,6 +603,7 @@ def urllib_get(url, method="GET"):
         return exc.code, exc.headers.get("Content-Type"), exc.read()
 
 
+@needs_websocket_client
 def test_health_check_answered_as_plain_http_on_the_websocket_port(make_server, no_leaks):
     in_thread(int)  # the thread pool's threads and watchers exist before the count
     with no_leaks():
@@ -631,6 +644,8 @@ def test_hooks_see_the_request_before_the_upgrade_is_checked(make_server):
     assert second.address[0] == "127.0.0.1"
 
 
+@needs_websockets
+@needs_websocket_client
 def test_origins_allow_list(make_server):
     server = make_server(gws.echo, origins=["https://app.example", None])
     ok = in_thread(websocket_client_echo, server.url, "o", origin="https://app.example")
@@ -666,6 +681,7 @@ def test_origins_may_be_a_generator(make_server):
         write.close()
 
 
+@needs_websocket_client
 def test_origins_are_checked_before_process_request(make_server):
     calls = []
     server = make_server(
@@ -675,6 +691,8 @@ def test_origins_are_checked_before_process_request(make_server):
     assert status == 403 and calls == []
 
 
+@needs_websockets
+@needs_websocket_client
 def test_select_subprotocol_hook(make_server):
     def select(request, offered):
         if request.path.startswith("/v2"):
@@ -696,6 +714,7 @@ def test_select_subprotocol_hook(make_server):
         assert ws.subprotocol is None
 
 
+@needs_websocket_client
 def test_select_subprotocol_choosing_one_not_offered_is_a_500(make_server, caplog):
     server = make_server(gws.echo, select_subprotocol=lambda request, offered: "other")
     with caplog.at_level(logging.INFO, logger="gws"):
@@ -806,6 +825,8 @@ def websockets_wait_for_close(url, connected):
     raise AssertionError("a message instead of the close")
 
 
+@needs_websockets
+@needs_websocket_client
 def test_stop_closes_every_connection_with_1001(make_server, no_leaks):
     with no_leaks():
         server = make_server(gws.echo)
