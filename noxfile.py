@@ -39,6 +39,10 @@ QUICK_IGNORES = [
     # the slowest files left; the full run covers them.
     "--ignore=tests/test_cli_wscat.py",
     "--ignore=tests/test_gunicorn.py",
+    # The CLI in a subprocess per test: a third of the quick subset's time
+    # (about 190 of 510 s on 3.12); the full run covers it, and
+    # tests/test_cli_output.py (in-process) stays in.
+    "--ignore=tests/test_cli.py",
     "--ignore=tests/test_load.py",
     "--ignore=tests/test_no_loss.py",
     "--ignore=tests/test_benchmarks.py",
@@ -123,6 +127,9 @@ def quick(session: nox.Session) -> None:
         *QUICK_IGNORES,
         *session.posargs,
     )
+    # The CLI's own tests are the full run's (QUICK_IGNORES); its entry point
+    # still runs on every version: README's demo, a loopback echo and a close.
+    session.run("python", "-m", "gws", "demo")
 
 
 @nox.session(python="3.11")

@@ -118,3 +118,36 @@ def free_port() -> int:
     port = sock.getsockname()[1]
     sock.close()
     return port
+
+
+# -- the Autobahn suites run as background jobs ----------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Autobahn tests (modules with ``AUTOBAHN_JOB``) run last: their suites
+    run in the background meanwhile (see autobahn_jobs.py)."""
+    items.sort(key=lambda item: _autobahn_job(item) is not None)
+
+
+def _autobahn_job(item: pytest.Item) -> object:
+    return getattr(getattr(item, "module", None), "AUTOBAHN_JOB", None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    kinds = {_autobahn_job(item) for item in session.items}
+    kinds.discard(None)
+    if kinds:
+        import autobahn_jobs
+
+        autobahn_jobs.start(sorted(kinds))  # type: ignore[arg-type]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    import sys
+
+    jobs = sys.modules.get("autobahn_jobs")
+    if jobs is not None:
+        jobs.kill_all()
