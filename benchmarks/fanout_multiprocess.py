@@ -34,13 +34,16 @@ import argparse
 import json
 import math
 import os
-import resource
 import select
 import socket
 import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Optional
+
+# benchmarks/clients.py, next to this script (sys.path[0] when it runs)
+from clients import cpu_seconds, current_rss_kib, peak_rss_kib
+from clients import raise_nofile as raise_nofile_to
 
 HERE = os.path.abspath(__file__)
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -52,24 +55,9 @@ PAYLOAD = b"x" * 16
 # -- small helpers shared by every role -----------------------------------------------
 
 
-def status_kib(field: str) -> float:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith(field):
-                return float(line.split()[1])
-    return 0.0
-
-
-def cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
 def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    """Raise the soft descriptor limit to the hard one; return the soft limit."""
+    return raise_nofile_to(0)[0]
 
 
 def emit(record: Dict[str, Any]) -> None:
@@ -86,8 +74,8 @@ def stdin_lines() -> Any:
 
 def usage(extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     out = {
-        "rss_kib": status_kib("VmRSS:"),
-        "hwm_kib": status_kib("VmHWM:"),
+        "rss_kib": current_rss_kib(),
+        "hwm_kib": peak_rss_kib(),
         "cpu_s": cpu_seconds(),
     }
     out.update(extra or {})
