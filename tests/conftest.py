@@ -17,7 +17,7 @@ import gevent.socket as gsocket
 import gevent.ssl as gssl
 import hypothesis_profiles
 import pytest
-from helpers import DEADLINE, Harness
+from helpers import DEADLINE, Harness, PooledServer
 from helpers import fd_count as _fd_count
 from helpers import greenlet_count as _greenlet_count
 
@@ -108,6 +108,12 @@ def tls_server_context(tls_cert) -> ssl.SSLContext:
     ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls_cert.configure_cert(ctx)
     return ctx
+
+
+@pytest.fixture
+def tls_echo(make_server: Harness, tls_server_context: ssl.SSLContext) -> PooledServer:
+    """An in-process ``gws.echo`` server over TLS (tls_cert; trust tls_ca_file)."""
+    return make_server(gws.echo, ssl_context=tls_server_context)
 
 
 @pytest.fixture

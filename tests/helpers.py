@@ -17,6 +17,7 @@ import contextlib
 import gc
 import os
 import resource
+import socket
 import threading
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
@@ -363,6 +364,27 @@ def quiet_close(sock: Any) -> None:
         sock.close()
 
 
+def relay(a: Any, b: Any, timeout: Optional[float] = None) -> None:
+    """Copy bytes both ways between sockets ``a`` and ``b`` (an in-test
+    proxy's tunnel) until one side ends; then both are shut down."""
+    gevent.joinall([gevent.spawn(_pump, a, b), gevent.spawn(_pump, b, a)], timeout=timeout)
+
+
+def _pump(src: Any, dst: Any) -> None:
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
 # -- proxies (pproxy subprocesses) -------------------------------------------------------
 
 
@@ -419,6 +441,7 @@ class PProxy:
         self.proc.wait(timeout=10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
 
 # -- WSGI servers and blocking clients (tests/test_wsgi.py, test_gunicorn.py, test_browser.py) --
 
@@ -486,7 +509,6 @@ def run_node(script: str, *args: str, timeout: float = 60.0) -> Any:
         timeout=timeout,
         cwd=NODE_DIR,
     )
-
 
 
 # -- command line subprocesses -----------------------------------------------------------

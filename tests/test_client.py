@@ -323,11 +323,6 @@ def test_fragmented_write_reassembled_by_the_server(make_server):
 # -- TLS ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tls_echo(make_server, tls_server_context):
-    return make_server(gws.echo, ssl_context=tls_server_context)
-
-
 def tls_round_trip(res, read, write):
     assert res, read
     # gevent's SSL socket, even for a user's stdlib SSLContext: every wait cooperative
