@@ -9,15 +9,16 @@ here monkey-patches.
 from __future__ import annotations
 
 import functools
+import os
 import ssl
-from typing import Callable, ContextManager, Iterator
+from typing import Callable, ContextManager, Iterator, List, Optional
 
 import gevent
 import gevent.socket as gsocket
 import gevent.ssl as gssl
 import hypothesis_profiles
 import pytest
-from helpers import DEADLINE, Harness, PooledServer
+from helpers import DEADLINE, Harness, PooledServer, PProxy, steers_proxy
 from helpers import fd_count as _fd_count
 from helpers import greenlet_count as _greenlet_count
 
@@ -124,3 +125,29 @@ def free_port() -> int:
     port = sock.getsockname()[1]
     sock.close()
     return port
+
+
+# -- proxies -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy variable of the machine's (helpers.steers_proxy) reaches the test."""
+    for name in [n for n in os.environ if steers_proxy(n)]:
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def pproxy() -> Iterator[Callable[..., PProxy]]:
+    """``pproxy(listen, auth=None, ssl_files=None)`` starts a real pproxy
+    (helpers.PProxy); all are stopped at teardown."""
+    started: List[PProxy] = []
+
+    def start(listen: str, auth: Optional[str] = None, ssl_files: Optional[str] = None) -> PProxy:
+        proxy = PProxy(listen, auth, ssl_files)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()

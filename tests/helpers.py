@@ -388,6 +388,13 @@ def _pump(src: Any, dst: Any) -> None:
 # -- proxies (pproxy subprocesses) -------------------------------------------------------
 
 
+def steers_proxy(name: str) -> bool:
+    """Whether environment variable ``name`` changes the proxy gws picks:
+    ``*_proxy`` in any case, and ``REQUEST_METHOD`` (under CGI gws ignores
+    ``HTTP_PROXY``)."""
+    return name.lower().endswith("_proxy") or name == "REQUEST_METHOD"
+
+
 class PProxy:
     """A real pproxy (PyPI) proxy server in a subprocess on loopback. It
     binds port 0 itself and the port is read from its "Serving on" line

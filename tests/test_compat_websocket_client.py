@@ -34,7 +34,6 @@ from gevent.threadpool import ThreadPool
 from helpers import (
     DEADLINE,
     ClientFrames,
-    PProxy,
     accept_reply,
     close_code_of,
     fd_count,
@@ -1342,30 +1341,6 @@ def test_proxy_url_mapping():
 
 
 # -- proxies and prepared sockets (real pproxy subprocesses) ------------------------------
-
-PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-@pytest.fixture
-def no_proxy_env(monkeypatch):
-    """No proxy variable from the machine reaches either module."""
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-
-
-@pytest.fixture
-def pproxy():
-    started: List[PProxy] = []
-
-    def start(listen: str, auth: Any = None) -> PProxy:
-        proxy = PProxy(listen, auth)
-        started.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in started:
-        proxy.stop()
 
 
 def through_proxy(websocket: Any, url: str, proxy_args: Any) -> Any:

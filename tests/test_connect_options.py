@@ -20,16 +20,10 @@ from helpers import recording_server, relay
 import gws
 from gws.url import ascii_host, parse_url
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_proxy_env")]
 
 IDN = "bücher.example"
 PUNY = "xn--bcher-kva.example"
-
-
-@pytest.fixture(autouse=True)
-def no_proxy_env(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def first_request(seen):

@@ -14,47 +14,13 @@ import sys
 import gevent
 import pytest
 from gevent.event import Event
-from helpers import PProxy, read_head, recording_server, relay
+from helpers import read_head, recording_server, relay
 
 import gws
 from gws.proxy import Proxy, choose_proxy, parse_proxy, proxy_from_environment
 
-pytestmark = pytest.mark.timeout(90)
-
-PROXY_VARS = (
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "REQUEST_METHOD",
-)
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    """No proxy variable from the machine leaks into a test."""
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def pproxy():
-    """``pproxy(listen, auth=None, ssl_files=None)`` starts a PProxy; all are
-    killed at teardown."""
-    started = []
-
-    def start(listen, auth=None, ssl_files=None):
-        proxy = PProxy(listen, auth, ssl_files)
-        started.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in started:
-        proxy.stop()
+# no proxy variable from the machine leaks into a test
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("no_proxy_env")]
 
 
 def round_trip(res, read, write, via_port=None):
