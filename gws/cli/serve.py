@@ -26,6 +26,7 @@ from ..broadcast import broadcast
 from ..io import Reader, Writer
 from ..protocol import DEFAULT_MAX_SIZE
 from ..server import Handler, Request, echo, serve
+from ..url import url_host
 from .args import RawHelp, UsageError, size
 from .output import Printer, describe_close, format_payload, use_color
 
@@ -236,8 +237,7 @@ def run(
         if args.unix:
             where = f"{scheme}+unix:{args.unix}"
         else:
-            shown = f"[{args.host}]" if ":" in args.host else args.host
-            where = f"{scheme}://{shown}:{server.server_port}/"
+            where = f"{scheme}://{url_host(args.host)}:{server.server_port}/"
         stdout.write(f"listening on {where}\n")
         stdout.flush()
         stopping.wait()

@@ -16,6 +16,8 @@ import ssl
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
 
+from gws.url import url_host
+
 from ._wsclient_abnf import WebSocketException, WebSocketProxyException
 
 __all__ = [
@@ -339,7 +341,7 @@ def handshake_headers(
         if origin is not None:
             pairs.append(("Origin", origin))
         else:
-            shown = f"[{hostname}]" if ":" in hostname else hostname
+            shown = url_host(hostname)
             if port not in (80, 443):
                 shown = f"{shown}:{port}"
             pairs.append(("Origin", f"{'https' if is_secure else 'http'}://{shown}"))
