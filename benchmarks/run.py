@@ -43,7 +43,6 @@ README_START = "<!-- latest-results:start -->"
 README_END = "<!-- latest-results:end -->"
 
 CLIENTS = ("gws", "floor", "websocket-client", "websocket-client+wsaccel", "websockets")
-PEERS = ("floor", "websocket-client", "websocket-client+wsaccel", "websockets")
 SEQUENTIAL = ("rtt", "bulk", "text", "deflate", "deflate-bin", "wss-rtt", "wss-bulk")
 HANDSHAKES = ("handshake", "handshake-wss")
 FANOUTS = ("fanout", "fanout-deflate")
