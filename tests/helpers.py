@@ -321,6 +321,24 @@ def server_frame(
     return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=False)
 
 
+def encode_message(frame: Message, mask_key: Optional[bytes] = None) -> bytes:
+    """``frame`` as bytes on the wire, every header field its own (fin, rsv
+    bits, opcode, mask: with ``mask_key`` if given); a str payload as UTF-8."""
+    payload = frame.payload
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    return encode_frame(
+        frame.opcode,
+        payload,
+        fin=frame.fin,
+        rsv1=frame.rsv1,
+        rsv2=frame.rsv2,
+        rsv3=frame.rsv3,
+        mask=frame.mask,
+        mask_key=mask_key,
+    )
+
+
 class ClientFrames:
     """Reads the masked frames a client sends (each call bounded by ``limit`` recvs)."""
 
