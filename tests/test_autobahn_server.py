@@ -16,12 +16,14 @@ import pytest
 
 pytest.importorskip("kosoku", reason="kosoku (Autobahn runner) needs Python >= 3.10")
 
-from autobahn_driver import not_ok, run_client_suite  # noqa: E402
+from autobahn_driver import (  # noqa: E402
+    INFORMATIONAL_BY_DESIGN,
+    TOTAL_CASES,
+    not_ok,
+    run_client_suite,
+)
 
 import gws  # noqa: E402
-
-INFORMATIONAL_BY_DESIGN = {"7.1.6", "7.13.1", "7.13.2"}
-TOTAL_CASES = 517
 
 
 @pytest.mark.slow
