@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import resource
 import socket
@@ -37,6 +38,8 @@ from gws.handshake import MAX_HEAD, accept_key, check_request, parse_request
 from gws.io import read_head as gws_read_head
 
 DEADLINE = 20.0
+"""Seconds a raw handler may hold a connection open (``Harness.hold_open``);
+also what conftest's ``deadline`` fixture allows a test to block in gevent."""
 
 #: Node peers installed by scripts/test (npm install --prefix tests/node).
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
@@ -55,9 +58,6 @@ def node_peer(package: str) -> str:
         pytest.skip(f"Node package {package!r} not installed (npm install --prefix tests/node)")
     return path
 
-
-"""Seconds a raw handler may hold a connection open (``Harness.hold_open``);
-also what conftest's ``deadline`` fixture allows a test to block in gevent."""
 
 # -- leak and memory accounting ----------------------------------------------------------
 
@@ -534,6 +534,20 @@ def run_node(script: str, *args: str, timeout: float = 60.0) -> Any:
         timeout=timeout,
         cwd=NODE_DIR,
     )
+
+
+def check_node_wsgi_client(url: str) -> None:
+    """Node ws (tests/node/wsgi_client.js) against ``url``, the ``/info``
+    endpoint of tests/flask_app.py: text and binary echoed, permessage-deflate
+    negotiated (the server says so too), the client's close code 4002 echoed."""
+    node_peer("ws")
+    proc = run_node("wsgi_client.js", url, "info")
+    assert proc.returncode == 0, proc.stderr.decode()
+    result = json.loads(proc.stdout)
+    assert result["text_ok"] is True and result["binary_ok"] is True
+    assert result["extensions"].startswith("permessage-deflate")
+    assert result["server"]["compressed"] is True
+    assert result["close_code"] == 4002  # the server echoed the client's close
 
 
 # -- command line subprocesses -----------------------------------------------------------
