@@ -274,6 +274,14 @@ class Child:
                 self.proc.wait(5)
 
 
+def ask(children: List[Child], command: str, timeout: float) -> List[Dict[str, Any]]:
+    """Send ``command`` to every child (so they work on it at once), then
+    read each one's reply, in order."""
+    for child in children:
+        child.send(command)
+    return [child.recv(timeout) for child in children]
+
+
 def plan(c: int, nofile: int) -> Dict[str, int]:
     """Processes and ports for C connections under a per-process descriptor limit."""
     per_process = max(1, nofile - 500)  # room for listeners, pipes, imports
@@ -323,10 +331,7 @@ def run_parent(args: argparse.Namespace) -> int:
             s.recv(60)
         for h in holders:
             h.close()
-        server_base = []
-        for s in servers:
-            s.send("stats")
-            server_base.append(s.recv(30))
+        server_base = ask(servers, "stats", 30)
         shares = [args.c // layout["clients"]] * layout["clients"]
         for i in range(args.c % layout["clients"]):
             shares[i] += 1
@@ -342,29 +347,17 @@ def run_parent(args: argparse.Namespace) -> int:
         opened = [c.recv(timeout + 60) for c in clients]
         open_wall = time.perf_counter() - t0
         errors = sum_field(opened, "n_errors")
-        for s in servers:
-            s.send("stats")
-        server_open = [s.recv(30) for s in servers]
+        server_open = ask(servers, "stats", 30)
         # Idle with heartbeats only: measure CPU over the hold.
-        for c in clients:
-            c.send("stats")
-        before = [c.recv(30) for c in clients]
+        before = ask(clients, "stats", 30)
         t_hold = time.perf_counter()
         time.sleep(args.hold)
-        for c in clients:
-            c.send("stats")
-        after = [c.recv(30) for c in clients]
-        for s in servers:
-            s.send("stats")
-        server_hold = [s.recv(30) for s in servers]
+        after = ask(clients, "stats", 30)
+        server_hold = ask(servers, "stats", 30)
         hold_wall = time.perf_counter() - t_hold
-        for c in clients:
-            c.send("check")
-        checked = [c.recv(timeout + 60) for c in clients]
+        checked = ask(clients, "check", timeout + 60)
         errors += sum_field(checked, "n_errors")
-        for c in clients:
-            c.send("close")
-        closed = [c.recv(timeout + 60) for c in clients]
+        closed = ask(clients, "close", timeout + 60)
         total_open = sum_field(opened, "opened")
         client_rss = sum_field(after, "rss_kib") - sum_field(opened, "base_rss_kib")
         server_rss = sum_field(server_hold, "rss_kib") - sum_field(server_base, "rss_kib")
