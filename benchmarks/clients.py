@@ -648,129 +648,121 @@ def fanout_round_trips(workload: str) -> int:
     return 1 if workload == "fanout-deflate" else FANOUT_ROUND_TRIPS
 
 
-def fanout_phases(t0: float, marks: Dict[str, float], wall: float) -> Dict[str, Any]:
-    """Seconds spent opening, doing round trips, and closing."""
-    opened = marks.get("opened", t0 + wall) - t0
-    finished = marks.get("finished", t0 + wall) - t0
-    return {"open_s": opened, "round_trips_s": finished - opened, "close_s": wall - finished}
+class Fanout:
+    """What C fanout workers share: the connect gate, the count of workers
+    past each phase ("opened", "finished") and the event that opens the
+    next one, the time the last worker got there, and the errors (each
+    change under ``lock``)."""
 
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        payload: bytes,
+        heartbeat: Optional[int],
+        gate: Any,
+        lock: Any,
+        event: Callable[[], Any],
+    ) -> None:
+        self.args = args
+        self.payload = payload
+        self.heartbeat = heartbeat
+        self.gate = gate
+        self.lock = lock
+        self.counts = {"opened": 0, "finished": 0}
+        self.events = {"opened": event(), "finished": event()}
+        self.marks: Dict[str, float] = {}
+        self.errors: List[str] = []
 
-def run_fanout_gevent(args: argparse.Namespace, payload: bytes) -> Dict[str, Any]:
-    """C greenlets, one connection each: open all, 20 round trips each, close all."""
-    import gevent
-    from gevent.event import Event
-    from gevent.lock import BoundedSemaphore
+    def error(self, text: str) -> None:
+        with self.lock:
+            self.errors.append(text)
 
-    c = args.c
-    state = {"opened": 0, "finished": 0}
-    errors: List[str] = []
-    all_open = Event()
-    all_done = Event()
-    gate = BoundedSemaphore(CONNECT_CONCURRENCY)
-    heartbeat = args.heartbeat if args.client == "gws" else None
+    def arrive(self, phase: str) -> None:
+        with self.lock:
+            self.counts[phase] += 1
+            if self.counts[phase] == self.args.c:
+                self.marks[phase] = time.perf_counter()
+                self.events[phase].set()
 
-    marks: Dict[str, float] = {}
-
-    def arrive(key: str, event: Event) -> None:
-        state[key] += 1
-        if state[key] == c:
-            marks[key] = time.perf_counter()
-            event.set()
-
-    def worker() -> None:
+    def worker(self) -> None:
+        """One connection: open, wait for all, round trips, wait for all, close."""
+        args, payload = self.args, self.payload
         conn = None
         try:
-            with gate:
-                conn = open_client(args.client, args.url, args.workload, payload, heartbeat)
+            with self.gate:
+                conn = open_client(args.client, args.url, args.workload, payload, self.heartbeat)
         except Exception as exc:  # noqa: BLE001 - counted and reported
-            errors.append(f"open: {exc!r}")
-        arrive("opened", all_open)
+            self.error(f"open: {exc!r}")
+        self.arrive("opened")
         if conn is None:
-            arrive("finished", all_done)
+            self.arrive("finished")
             return
         rt, close, _ = conn
         try:
-            all_open.wait(args.max_time)
+            self.events["opened"].wait(args.max_time)
             for _ in range(fanout_round_trips(args.workload)):
                 if len(rt(payload)) != len(payload):
                     raise RuntimeError("echo has the wrong length")
         except Exception as exc:  # noqa: BLE001
-            errors.append(f"round trip: {exc!r}")
-        arrive("finished", all_done)
-        all_done.wait(args.max_time)
+            self.error(f"round trip: {exc!r}")
+        self.arrive("finished")
+        self.events["finished"].wait(args.max_time)
         try:
             close()
         except Exception as exc:  # noqa: BLE001
-            errors.append(f"close: {exc!r}")
+            self.error(f"close: {exc!r}")
 
+    def result(self, t0: float, wall: float, cpu: float, alive: int, model: str) -> Dict[str, Any]:
+        """Wall and CPU seconds, errors, and the seconds spent opening, doing
+        round trips and closing; ``alive`` workers had not finished in time."""
+        if alive:
+            self.errors.append(f"{alive} connections still running after {self.args.max_time} s")
+        opened = self.marks.get("opened", t0 + wall) - t0
+        finished = self.marks.get("finished", t0 + wall) - t0
+        return {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "errors": self.errors,
+            "model": model,
+            "open_s": opened,
+            "round_trips_s": finished - opened,
+            "close_s": wall - finished,
+        }
+
+
+def run_fanout_gevent(args: argparse.Namespace, payload: bytes) -> Dict[str, Any]:
+    """C greenlets, one connection each: open all, 20 round trips each, close all."""
+    import contextlib
+
+    import gevent
+    from gevent.event import Event
+    from gevent.lock import BoundedSemaphore
+
+    heartbeat = args.heartbeat if args.client == "gws" else None
+    gate = BoundedSemaphore(CONNECT_CONCURRENCY)
+    # Greenlets switch only where they wait: the counts need no lock.
+    fan = Fanout(args, payload, heartbeat, gate, contextlib.nullcontext(), Event)
     t0 = time.perf_counter()
     c0 = cpu_seconds()
-    greenlets = [gevent.spawn(worker) for _ in range(c)]
+    greenlets = [gevent.spawn(fan.worker) for _ in range(args.c)]
     gevent.joinall(greenlets, timeout=args.max_time)
     wall = time.perf_counter() - t0
     cpu = cpu_seconds() - c0
-    alive = sum(1 for g in greenlets if not g.dead)
-    gevent.killall([g for g in greenlets if not g.dead], block=False)
-    if alive:
-        errors.append(f"{alive} connections still running after {args.max_time} s")
-    phases = fanout_phases(t0, marks, wall)
-    return {"wall_s": wall, "cpu_s": cpu, "errors": errors, "model": "greenlets", **phases}
+    alive = [g for g in greenlets if not g.dead]
+    gevent.killall(alive, block=False)
+    return fan.result(t0, wall, cpu, len(alive), "greenlets")
 
 
 def run_fanout_threads(args: argparse.Namespace, payload: bytes) -> Dict[str, Any]:
     """C threads, one connection each, same phases as the gevent version."""
     import threading
 
-    c = args.c
-    errors: List[str] = []
-    lock = threading.Lock()
-    counts = {"opened": 0, "finished": 0}
-    all_open = threading.Event()
-    all_done = threading.Event()
-    gate = threading.BoundedSemaphore(CONNECT_CONCURRENCY)
     heartbeat = args.heartbeat if args.client == "websockets" else None
-
-    marks: Dict[str, float] = {}
-
-    def arrive(key: str, event: threading.Event) -> None:
-        with lock:
-            counts[key] += 1
-            if counts[key] == c:
-                marks[key] = time.perf_counter()
-                event.set()
-
-    def worker() -> None:
-        conn = None
-        try:
-            with gate:
-                conn = open_client(args.client, args.url, args.workload, payload, heartbeat)
-        except Exception as exc:  # noqa: BLE001
-            with lock:
-                errors.append(f"open: {exc!r}")
-        arrive("opened", all_open)
-        if conn is None:
-            arrive("finished", all_done)
-            return
-        rt, close, _ = conn
-        try:
-            all_open.wait(args.max_time)
-            for _ in range(fanout_round_trips(args.workload)):
-                if len(rt(payload)) != len(payload):
-                    raise RuntimeError("echo has the wrong length")
-        except Exception as exc:  # noqa: BLE001
-            with lock:
-                errors.append(f"round trip: {exc!r}")
-        arrive("finished", all_done)
-        all_done.wait(args.max_time)
-        try:
-            close()
-        except Exception as exc:  # noqa: BLE001
-            with lock:
-                errors.append(f"close: {exc!r}")
-
+    gate = threading.BoundedSemaphore(CONNECT_CONCURRENCY)
+    fan = Fanout(args, payload, heartbeat, gate, threading.Lock(), threading.Event)
     t0 = time.perf_counter()
     c0 = cpu_seconds()
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(c)]
+    threads = [threading.Thread(target=fan.worker, daemon=True) for _ in range(args.c)]
     for t in threads:
         t.start()
     deadline = t0 + args.max_time
@@ -779,10 +771,7 @@ def run_fanout_threads(args: argparse.Namespace, payload: bytes) -> Dict[str, An
     wall = time.perf_counter() - t0
     cpu = cpu_seconds() - c0
     alive = sum(1 for t in threads if t.is_alive())
-    if alive:
-        errors.append(f"{alive} connections still running after {args.max_time} s")
-    phases = fanout_phases(t0, marks, wall)
-    return {"wall_s": wall, "cpu_s": cpu, "errors": errors, "model": "threads", **phases}
+    return fan.result(t0, wall, cpu, alive, "threads")
 
 
 def run_fanout(args: argparse.Namespace) -> Dict[str, Any]:

@@ -34,13 +34,16 @@ import argparse
 import json
 import math
 import os
-import resource
 import select
 import socket
 import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Optional
+
+# benchmarks/clients.py, next to this script (sys.path[0] when it runs)
+from clients import cpu_seconds, current_rss_kib, peak_rss_kib
+from clients import raise_nofile as raise_nofile_to
 
 HERE = os.path.abspath(__file__)
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -52,24 +55,9 @@ PAYLOAD = b"x" * 16
 # -- small helpers shared by every role -----------------------------------------------
 
 
-def status_kib(field: str) -> float:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith(field):
-                return float(line.split()[1])
-    return 0.0
-
-
-def cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
 def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    """Raise the soft descriptor limit to the hard one; return the soft limit."""
+    return raise_nofile_to(0)[0]
 
 
 def emit(record: Dict[str, Any]) -> None:
@@ -86,8 +74,8 @@ def stdin_lines() -> Any:
 
 def usage(extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     out = {
-        "rss_kib": status_kib("VmRSS:"),
-        "hwm_kib": status_kib("VmHWM:"),
+        "rss_kib": current_rss_kib(),
+        "hwm_kib": peak_rss_kib(),
         "cpu_s": cpu_seconds(),
     }
     out.update(extra or {})
@@ -286,6 +274,14 @@ class Child:
                 self.proc.wait(5)
 
 
+def ask(children: List[Child], command: str, timeout: float) -> List[Dict[str, Any]]:
+    """Send ``command`` to every child (so they work on it at once), then
+    read each one's reply, in order."""
+    for child in children:
+        child.send(command)
+    return [child.recv(timeout) for child in children]
+
+
 def plan(c: int, nofile: int) -> Dict[str, int]:
     """Processes and ports for C connections under a per-process descriptor limit."""
     per_process = max(1, nofile - 500)  # room for listeners, pipes, imports
@@ -335,10 +331,7 @@ def run_parent(args: argparse.Namespace) -> int:
             s.recv(60)
         for h in holders:
             h.close()
-        server_base = []
-        for s in servers:
-            s.send("stats")
-            server_base.append(s.recv(30))
+        server_base = ask(servers, "stats", 30)
         shares = [args.c // layout["clients"]] * layout["clients"]
         for i in range(args.c % layout["clients"]):
             shares[i] += 1
@@ -354,29 +347,17 @@ def run_parent(args: argparse.Namespace) -> int:
         opened = [c.recv(timeout + 60) for c in clients]
         open_wall = time.perf_counter() - t0
         errors = sum_field(opened, "n_errors")
-        for s in servers:
-            s.send("stats")
-        server_open = [s.recv(30) for s in servers]
+        server_open = ask(servers, "stats", 30)
         # Idle with heartbeats only: measure CPU over the hold.
-        for c in clients:
-            c.send("stats")
-        before = [c.recv(30) for c in clients]
+        before = ask(clients, "stats", 30)
         t_hold = time.perf_counter()
         time.sleep(args.hold)
-        for c in clients:
-            c.send("stats")
-        after = [c.recv(30) for c in clients]
-        for s in servers:
-            s.send("stats")
-        server_hold = [s.recv(30) for s in servers]
+        after = ask(clients, "stats", 30)
+        server_hold = ask(servers, "stats", 30)
         hold_wall = time.perf_counter() - t_hold
-        for c in clients:
-            c.send("check")
-        checked = [c.recv(timeout + 60) for c in clients]
+        checked = ask(clients, "check", timeout + 60)
         errors += sum_field(checked, "n_errors")
-        for c in clients:
-            c.send("close")
-        closed = [c.recv(timeout + 60) for c in clients]
+        closed = ask(clients, "close", timeout + 60)
         total_open = sum_field(opened, "opened")
         client_rss = sum_field(after, "rss_kib") - sum_field(opened, "base_rss_kib")
         server_rss = sum_field(server_hold, "rss_kib") - sum_field(server_base, "rss_kib")

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from clients import raise_nofile  # benchmarks/clients.py, next to this script
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 CLIENTS_PY = BENCH / "clients.py"
@@ -41,7 +43,6 @@ README_START = "<!-- latest-results:start -->"
 README_END = "<!-- latest-results:end -->"
 
 CLIENTS = ("gws", "floor", "websocket-client", "websocket-client+wsaccel", "websockets")
-PEERS = ("floor", "websocket-client", "websocket-client+wsaccel", "websockets")
 SEQUENTIAL = ("rtt", "bulk", "text", "deflate", "deflate-bin", "wss-rtt", "wss-bulk")
 HANDSHAKES = ("handshake", "handshake-wss")
 FANOUTS = ("fanout", "fanout-deflate")
@@ -327,16 +328,6 @@ def versions() -> Dict[str, Any]:
         "wsaccel": dist_version("wsaccel"),
         "websockets": dist_version("websockets"),
     }
-
-
-def raise_nofile() -> None:
-    """Raise our soft RLIMIT_NOFILE to the hard limit; servers inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
 
 
 # -- servers -------------------------------------------------------------------------
@@ -1096,7 +1087,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     server_kind = args.server or ("gws" if args.quick else "node")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    raise_nofile()
+    raise_nofile(0)  # to the hard limit: the servers inherit it
     command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     started = time.monotonic()
     meta: Dict[str, Any] = {

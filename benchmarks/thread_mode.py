@@ -67,19 +67,24 @@ def in_plain_thread(fn: Callable[[], float]) -> float:
     return out[0]
 
 
+def time_round_trips(send: Callable[[bytes], object], recv: Callable[[], object], n: int) -> float:
+    """Microseconds per round trip over ``n`` echoes, after ``n // 10`` to warm up."""
+    for _ in range(max(1, n // 10)):
+        send(PAYLOAD)
+        recv()
+    start = time.perf_counter()
+    for _ in range(n):
+        send(PAYLOAD)
+        recv()
+    return (time.perf_counter() - start) / n * 1e6
+
+
 def gws_rtt(url: str, n: int, thread: bool) -> float:
     import gws
 
     ws = gws.open(url, compression=None, thread=thread)
     try:
-        for _ in range(max(1, n // 10)):  # warm up
-            ws.send(PAYLOAD)
-            ws.recv()
-        start = time.perf_counter()
-        for _ in range(n):
-            ws.send(PAYLOAD)
-            ws.recv()
-        return (time.perf_counter() - start) / n * 1e6
+        return time_round_trips(ws.send, ws.recv, n)
     finally:
         ws.close()
 
@@ -89,14 +94,7 @@ def websocket_client_rtt(url: str, n: int) -> float:
 
     ws = websocket.create_connection(url)
     try:
-        for _ in range(max(1, n // 10)):
-            ws.send_binary(PAYLOAD)
-            ws.recv()
-        start = time.perf_counter()
-        for _ in range(n):
-            ws.send_binary(PAYLOAD)
-            ws.recv()
-        return (time.perf_counter() - start) / n * 1e6
+        return time_round_trips(ws.send_binary, ws.recv, n)
     finally:
         ws.close()
 

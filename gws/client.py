@@ -452,10 +452,15 @@ class WebSocket:
         ``TimeoutError``) and leaves the connection usable. Raises
         :class:`ConnectionClosed` once the connection is closed.
         """
-        msg = self._conn.read(None if timeout is None else timeout / 1000.0)
+        msg = self._receive(None if timeout is None else timeout / 1000.0)
         if msg is None:
             raise self._closed_error() from self._conn.exception
         return msg
+
+    def _receive(self, timeout: Optional[float]) -> Optional[Message]:
+        # The next message, None once closed; timeout in seconds. Thread mode
+        # takes it from its read-ahead queue instead.
+        return self._conn.read(timeout)
 
     def ping(
         self,

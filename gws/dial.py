@@ -21,7 +21,7 @@ import gevent.socket as gsocket
 
 from .errors import InvalidURL
 from .proxy import FROM_ENV, choose_proxy, open_tunnel
-from .url import ascii_host
+from .url import ascii_host, netloc
 
 __all__ = ["Stream", "open_stream", "SOCKET_OPTIONS"]
 
@@ -143,11 +143,6 @@ def adopt_socket(sock: Any) -> gsocket.socket:
     raise InvalidURL(f"option sock must be a connected socket, not {type(sock).__name__}")
 
 
-def _netloc(host: str, port: int, tls: bool) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return shown if port == (443 if tls else 80) else f"{shown}:{port}"
-
-
 def open_stream(
     opts: Mapping[str, Any], timeout: float, proxy_context: Callable[[], ssl.SSLContext]
 ) -> Stream:
@@ -169,8 +164,8 @@ def open_stream(
     if opts.get("sock") is not None:
         sock = adopt_socket(opts["sock"])
         sock.settimeout(timeout)
-        netloc = _netloc(name, port or (443 if tls else 80), tls) if name else "localhost"
-        return Stream(sock, netloc, name)
+        shown = netloc(name, port or (443 if tls else 80), tls) if name else "localhost"
+        return Stream(sock, shown, name)
     path = opts.get("path")
     if path is not None and host is None and port is None:
         return Stream(_unix_connect(path, timeout), "localhost", None)
@@ -185,4 +180,4 @@ def open_stream(
         sock = open_tunnel(proxy, name, port, dial, proxy_context)
     else:
         sock = tcp_connect(name, port, timeout, sockopts)
-    return Stream(sock, _netloc(name, port, tls), name)
+    return Stream(sock, netloc(name, port, tls), name)

@@ -40,7 +40,7 @@ from typing import (
 )
 
 from .errors import HandshakeError
-from .handshake import Headers, header_values
+from .handshake import Headers, _status_text, header_values
 
 __all__ = [
     "HTTPResponse",
@@ -112,10 +112,9 @@ def _reason(status: int) -> str:
         return ""
 
 
-def response_status(status: int) -> str:
-    """``"401 Unauthorized"``: the status with its standard reason phrase."""
-    reason = _reason(status)
-    return f"{status} {reason}" if reason else str(status)
+response_status = _status_text
+"""``response_status(401)`` is ``"401 Unauthorized"``: the status with its
+standard reason phrase (the handshake's own error messages use it too)."""
 
 
 def _text(status: int, message: str, headers: Sequence[Tuple[str, str]] = ()) -> HTTPResponse:

@@ -29,7 +29,7 @@ import gevent.socket as gsocket
 from .errors import HandshakeError, InvalidURL, WebSocketError
 from .handshake import _status_text, parse_response
 from .transport import read_head, wrap_tls
-from .url import ascii_host
+from .url import ascii_host, url_host
 
 __all__ = ["ProxyError", "Proxy", "parse_proxy", "choose_proxy", "open_tunnel", "FROM_ENV"]
 
@@ -77,8 +77,7 @@ class Proxy(NamedTuple):
     @property
     def label(self) -> str:
         """``scheme://host:port``: how errors and logs name this proxy."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"{self.scheme}://{url_host(self.host)}:{self.port}"
 
     def __repr__(self) -> str:
         return f"Proxy({self.label!r})"
@@ -161,9 +160,8 @@ def proxy_from_environment(host: str, port: int, tls: bool) -> Optional[str]:
     url = proxies.get("https" if tls else "http") or proxies.get("all")
     if not url:
         return None
-    shown = f"[{host}]" if ":" in host else host
     bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    if proxies.get("no") and bypass(f"{shown}:{port}", proxies):
+    if proxies.get("no") and bypass(f"{url_host(host)}:{port}", proxies):
         return None
     return url
 
@@ -195,7 +193,7 @@ def _basic(username: Optional[str], password: Optional[str]) -> str:
 
 
 def _http_connect(sock: gsocket.socket, proxy: Proxy, host: str, port: int) -> None:
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    target = f"{url_host(host)}:{port}"
     lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
     if proxy.username is not None or proxy.password is not None:
         lines.append(f"Proxy-Authorization: {_basic(proxy.username, proxy.password)}")

@@ -31,7 +31,7 @@ from gevent.monkey import get_original, is_module_patched
 from .client import WebSocket
 from .client import open as _open
 from .errors import ConnectionClosed, HandshakeError, InvalidURL, OpenTimeout
-from .url import split_url
+from .url import split_url, url_host
 
 __all__ = [
     "reconnecting",
@@ -93,9 +93,8 @@ def _shown(url_or_options: Any) -> str:
             url = split_url(url_or_options)
         except ValueError:
             return "(invalid URL)"
-        host = f"[{url.host}]" if ":" in url.host else url.host
         path = url.pathname.split("?", 1)[0]
-        return f"{'wss' if url.tls else 'ws'}://{host}:{url.port}{path}"
+        return f"{'wss' if url.tls else 'ws'}://{url_host(url.host)}:{url.port}{path}"
     if isinstance(url_or_options, Mapping):
         opts = url_or_options
         if opts.get("path") is not None and opts.get("host") is None:

@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 from .errors import HandshakeError, InvalidURL
 from .handshake import header_values
-from .url import split_url
+from .url import netloc, split_url
 
 __all__ = [
     "REDIRECT_CODES",
@@ -81,11 +81,7 @@ def url_of(opts: Mapping[str, Any]) -> str:
     origin = _origin(opts)
     if origin[0] == "unix":
         return f"{'wss' if tls else 'ws'}+unix://{origin[2]}:{pathname}"
-    host = origin[2]
-    shown = f"[{host}]" if ":" in host else host
-    port = origin[3]
-    netloc = shown if port == (443 if tls else 80) else f"{shown}:{port}"
-    return f"{'wss' if tls else 'ws'}://{netloc}{pathname}"
+    return f"{'wss' if tls else 'ws'}://{netloc(origin[2], origin[3], tls)}{pathname}"
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")  # RFC 3986 3.1

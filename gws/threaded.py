@@ -412,10 +412,6 @@ class _Inbox:
             hub._loop.run_callback_threadsafe(self._space.set)
 
 
-def _error(conn: Connection) -> Optional[str]:
-    return conn.error_text()
-
-
 class ThreadReader(Reader):
     """``read`` of a thread-mode connection: callable from any thread."""
 
@@ -444,7 +440,7 @@ class ThreadReader(Reader):
 
     @property
     def error(self) -> Optional[str]:
-        return _error(self._conn)
+        return self._conn.error_text()
 
 
 class ThreadWriter(Writer):
@@ -488,11 +484,8 @@ class ThreadWebSocket(WebSocket):
     def send(self, message: MessageLike) -> None:
         self._hub.call(WebSocket.send, self, message)
 
-    def recv(self, timeout: Optional[float] = None) -> Message:
-        msg = self._inbox.get(None if timeout is None else timeout / 1000.0)
-        if msg is None:
-            raise self._closed_error() from self._conn.exception
-        return msg
+    def _receive(self, timeout: Optional[float]) -> Optional[Message]:
+        return self._inbox.get(timeout)
 
     def ping(
         self,
@@ -507,9 +500,6 @@ class ThreadWebSocket(WebSocket):
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self._hub.call(WebSocket.close, self, code, reason)
-
-    def __iter__(self) -> Iterator[Message]:
-        return iter(self.read)
 
     def __enter__(self) -> ThreadWebSocket:
         return self

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 
 from .errors import InvalidURL
 
-__all__ = ["Url", "parse_url", "split_url", "ascii_host"]
+__all__ = ["Url", "parse_url", "split_url", "ascii_host", "url_host", "netloc"]
 
 
 class Url(NamedTuple):
@@ -43,10 +43,19 @@ class Url(NamedTuple):
     @property
     def netloc(self) -> str:
         """``host[:port]`` as it belongs in a Host header (port omitted if default)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if self.port == (443 if self.tls else 80):
-            return host
-        return f"{host}:{self.port}"
+        return netloc(self.host, self.port, self.tls)
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL or a Host header writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def netloc(host: str, port: int, tls: bool) -> str:
+    """``host[:port]`` for a Host header or a ws/wss URL, without the port
+    when it is the scheme's default (443 with ``tls``, else 80)."""
+    shown = url_host(host)
+    return shown if port == (443 if tls else 80) else f"{shown}:{port}"
 
 
 def split_url(url: str) -> Url:

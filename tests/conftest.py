@@ -9,15 +9,16 @@ here monkey-patches.
 from __future__ import annotations
 
 import functools
+import os
 import ssl
-from typing import Callable, ContextManager, Iterator
+from typing import Callable, ContextManager, Iterator, List, Optional
 
 import gevent
 import gevent.socket as gsocket
 import gevent.ssl as gssl
 import hypothesis_profiles
 import pytest
-from helpers import DEADLINE, Harness
+from helpers import DEADLINE, Harness, PooledServer, PProxy, steers_proxy
 from helpers import fd_count as _fd_count
 from helpers import greenlet_count as _greenlet_count
 
@@ -111,6 +112,12 @@ def tls_server_context(tls_cert) -> ssl.SSLContext:
 
 
 @pytest.fixture
+def tls_echo(make_server: Harness, tls_server_context: ssl.SSLContext) -> PooledServer:
+    """An in-process ``gws.echo`` server over TLS (tls_cert; trust tls_ca_file)."""
+    return make_server(gws.echo, ssl_context=tls_server_context)
+
+
+@pytest.fixture
 def free_port() -> int:
     """A loopback port nothing listens on (bound then released)."""
     sock = gsocket.socket()
@@ -151,3 +158,29 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     jobs = sys.modules.get("autobahn_jobs")
     if jobs is not None:
         jobs.kill_all()
+
+
+# -- proxies -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy variable of the machine's (helpers.steers_proxy) reaches the test."""
+    for name in [n for n in os.environ if steers_proxy(n)]:
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def pproxy() -> Iterator[Callable[..., PProxy]]:
+    """``pproxy(listen, auth=None, ssl_files=None)`` starts a real pproxy
+    (helpers.PProxy); all are stopped at teardown."""
+    started: List[PProxy] = []
+
+    def start(listen: str, auth: Optional[str] = None, ssl_files: Optional[str] = None) -> PProxy:
+        proxy = PProxy(listen, auth, ssl_files)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import resource
+import socket
 import threading
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
@@ -36,6 +38,8 @@ from gws.handshake import MAX_HEAD, accept_key, check_request, parse_request
 from gws.io import read_head as gws_read_head
 
 DEADLINE = 20.0
+"""Seconds a raw handler may hold a connection open (``Harness.hold_open``);
+also what conftest's ``deadline`` fixture allows a test to block in gevent."""
 
 #: Node peers installed by scripts/test (npm install --prefix tests/node).
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
@@ -54,9 +58,6 @@ def node_peer(package: str) -> str:
         pytest.skip(f"Node package {package!r} not installed (npm install --prefix tests/node)")
     return path
 
-
-"""Seconds a raw handler may hold a connection open (``Harness.hold_open``);
-also what conftest's ``deadline`` fixture allows a test to block in gevent."""
 
 # -- leak and memory accounting ----------------------------------------------------------
 
@@ -320,6 +321,24 @@ def server_frame(
     return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=False)
 
 
+def encode_message(frame: Message, mask_key: Optional[bytes] = None) -> bytes:
+    """``frame`` as bytes on the wire, every header field its own (fin, rsv
+    bits, opcode, mask: with ``mask_key`` if given); a str payload as UTF-8."""
+    payload = frame.payload
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    return encode_frame(
+        frame.opcode,
+        payload,
+        fin=frame.fin,
+        rsv1=frame.rsv1,
+        rsv2=frame.rsv2,
+        rsv3=frame.rsv3,
+        mask=frame.mask,
+        mask_key=mask_key,
+    )
+
+
 class ClientFrames:
     """Reads the masked frames a client sends (each call bounded by ``limit`` recvs)."""
 
@@ -363,7 +382,35 @@ def quiet_close(sock: Any) -> None:
         sock.close()
 
 
+def relay(a: Any, b: Any, timeout: Optional[float] = None) -> None:
+    """Copy bytes both ways between sockets ``a`` and ``b`` (an in-test
+    proxy's tunnel) until one side ends; then both are shut down."""
+    gevent.joinall([gevent.spawn(_pump, a, b), gevent.spawn(_pump, b, a)], timeout=timeout)
+
+
+def _pump(src: Any, dst: Any) -> None:
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
 # -- proxies (pproxy subprocesses) -------------------------------------------------------
+
+
+def steers_proxy(name: str) -> bool:
+    """Whether environment variable ``name`` changes the proxy gws picks:
+    ``*_proxy`` in any case, and ``REQUEST_METHOD`` (under CGI gws ignores
+    ``HTTP_PROXY``)."""
+    return name.lower().endswith("_proxy") or name == "REQUEST_METHOD"
 
 
 class PProxy:
@@ -419,6 +466,7 @@ class PProxy:
         self.proc.wait(timeout=10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
 
 # -- WSGI servers and blocking clients (tests/test_wsgi.py, test_gunicorn.py, test_browser.py) --
 
@@ -487,6 +535,19 @@ def run_node(script: str, *args: str, timeout: float = 60.0) -> Any:
         cwd=NODE_DIR,
     )
 
+
+def check_node_wsgi_client(url: str) -> None:
+    """Node ws (tests/node/wsgi_client.js) against ``url``, the ``/info``
+    endpoint of tests/flask_app.py: text and binary echoed, permessage-deflate
+    negotiated (the server says so too), the client's close code 4002 echoed."""
+    node_peer("ws")
+    proc = run_node("wsgi_client.js", url, "info")
+    assert proc.returncode == 0, proc.stderr.decode()
+    result = json.loads(proc.stdout)
+    assert result["text_ok"] is True and result["binary_ok"] is True
+    assert result["extensions"].startswith("permessage-deflate")
+    assert result["server"]["compressed"] is True
+    assert result["close_code"] == 4002  # the server echoed the client's close
 
 
 # -- command line subprocesses -----------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import gevent.queue
 import gevent.subprocess
 import pytest
-from helpers import CliProcess, handshake, read_request
+from helpers import CliProcess, handshake, read_request, steers_proxy
 
 import gws
 
@@ -908,32 +908,16 @@ def test_help_everywhere_with_examples(args, shown):
 # -- gws connect --proxy (a real pproxy) ---------------------------------------------------
 
 
-@pytest.fixture
-def pproxy():
-    started: List[Any] = []
-
-    def start(listen: str, auth: Optional[str] = None) -> Any:
-        from helpers import PProxy
-
-        proxy = PProxy(listen, auth)
-        started.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in started:
-        proxy.stop()
-
-
-def no_proxy_env() -> Dict[str, str]:
-    """This environment without *_proxy variables (gws reads them)."""
-    return {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+def env_without_proxies() -> Dict[str, str]:
+    """This environment without the variables that steer gws's proxy choice."""
+    return {k: v for k, v in os.environ.items() if not steers_proxy(k)}
 
 
 @pytest.mark.parametrize("scheme", ["http", "socks5"])
 def test_connect_proxy_goes_through_the_proxy_with_its_credentials(serve, pproxy, scheme):
     proxy = pproxy(scheme, auth="alice:s3cr3t")
     url = serve(echo_n_then_close(1))
-    env = no_proxy_env()
+    env = env_without_proxies()
     args = ("connect", url, "-r", "-x", "via proxy", "-w", "inf")
     good = run_gws(*args, "--proxy", proxy.url(scheme, "alice:s3cr3t"), env=env)
     assert good.returncode == 0, good.stderr
@@ -947,7 +931,7 @@ def test_connect_proxy_goes_through_the_proxy_with_its_credentials(serve, pproxy
 def test_connect_proxy_that_is_down_exits_1(serve, free_port):
     url = serve(echo_n_then_close(1))
     proc = run_gws("connect", url, "--proxy", f"http://127.0.0.1:{free_port}", "-x", "hi",
-                   env=no_proxy_env())  # fmt: skip
+                   env=env_without_proxies())  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "proxy" in proc.stderr and "refused" in proc.stderr, proc.stderr
 

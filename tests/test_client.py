@@ -19,10 +19,18 @@ import gevent.ssl
 import pytest
 from gevent.event import AsyncResult
 from gevent.queue import Queue
-from helpers import ClientFrames, handshake, read_head, recording_server, server_frame
+from helpers import (
+    ClientFrames,
+    handshake,
+    read_head,
+    read_request,
+    recording_server,
+    server_frame,
+)
 
 import gws
 from gws.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, Message
+from gws.handshake import accept_key, build_accept
 
 pytestmark = pytest.mark.usefixtures("deadline")
 
@@ -182,13 +190,7 @@ def test_response_fields(make_server):
 
 def test_keep_alive_and_reply_headers_from_a_raw_server(make_server):
     def handler(sock, address):
-        head, _ = read_head(sock)
-        from gws.handshake import check_request, parse_request
-
-        method, _, headers = parse_request(head)
-        key = check_request(method, headers)
-        from gws.handshake import accept_key
-
+        key, _, _ = read_request(sock)
         sock.sendall(
             (
                 "HTTP/1.1 101 Web Socket Protocol Handshake\r\n"
@@ -321,11 +323,6 @@ def test_fragmented_write_reassembled_by_the_server(make_server):
 
 
 # -- TLS ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def tls_echo(make_server, tls_server_context):
-    return make_server(gws.echo, ssl_context=tls_server_context)
 
 
 def tls_round_trip(res, read, write):
@@ -1179,11 +1176,7 @@ def test_wrap_io_rejects_unknown_options():
 
 def test_first_frame_in_the_same_packet_as_the_101(make_server):
     def handler(sock, address):
-        head, _ = read_head(sock)
-        from gws.handshake import build_accept, check_request, parse_request
-
-        method, _, headers = parse_request(head)
-        key = check_request(method, headers)
+        key, _, _ = read_request(sock)
         # the reply and two frames in one write: the client must not lose them
         sock.sendall(
             build_accept(key) + server_frame(OP_TEXT, b"right away") + server_frame(OP_BINARY, b"2")

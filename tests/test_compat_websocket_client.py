@@ -18,6 +18,7 @@ own in that thread).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import logging
@@ -25,16 +26,15 @@ import socket
 import ssl
 import struct
 import threading
-from typing import Any, Callable, List
+from typing import Any, Callable, Iterator, List
 
 import pytest
-from gevent.event import Event
+from gevent.event import AsyncResult, Event
 from gevent.server import StreamServer
 from gevent.threadpool import ThreadPool
 from helpers import (
     DEADLINE,
     ClientFrames,
-    PProxy,
     accept_reply,
     close_code_of,
     fd_count,
@@ -65,14 +65,22 @@ def websocket(request: Any) -> Any:
     return request.param
 
 
+@contextlib.contextmanager
+def started_in_thread(fn: Callable[..., Any], *args: Any) -> Iterator[AsyncResult]:
+    """``fn(*args)`` started in a real OS thread (gevent's ThreadPool): the
+    block gets its AsyncResult, and the pool is killed when the block ends."""
+    pool = ThreadPool(1)
+    try:
+        yield pool.spawn(fn, *args)
+    finally:
+        pool.kill()
+
+
 def in_thread(fn: Callable[..., Any], *args: Any, timeout: float = DEADLINE) -> Any:
     """Run ``fn(*args)`` in a real OS thread; wait for it in gevent (see the
     module docstring). Bounded: a hung client fails the test with gevent.Timeout."""
-    pool = ThreadPool(1)
-    try:
-        return pool.spawn(fn, *args).get(timeout=timeout)
-    finally:
-        pool.kill()
+    with started_in_thread(fn, *args) as job:
+        return job.get(timeout=timeout)
 
 
 def described(exc: BaseException) -> tuple:
@@ -770,28 +778,23 @@ def silent_after_handshake(make_server: Any) -> Any:
     return make_server(handler)
 
 
+# What run_forever returns and the callbacks see when it gives up on a silent peer.
+GAVE_UP = (
+    True,
+    ["open", ("error", "WebSocketTimeoutException", "ping/pong timed out"), ("close", None, None)],
+)
+
+
 def test_app_dead_peer_ping_timeout(websocket, make_server):
     server = silent_after_handshake(make_server)
-    returned, events = in_thread(app_dead_peer, websocket, server.url, 0.2)
-    assert returned is True
-    assert events == [
-        "open",
-        ("error", "WebSocketTimeoutException", "ping/pong timed out"),
-        ("close", None, None),
-    ]
+    assert in_thread(app_dead_peer, websocket, server.url, 0.2) == GAVE_UP
 
 
 def test_compat_dead_peer_without_ping_timeout(make_server):
     # websocket-client with ping_interval and no ping_timeout waits forever
     # on a peer that went silent; gws's heartbeat still gives up on it.
     server = silent_after_handshake(make_server)
-    returned, events = in_thread(app_dead_peer, compat, server.url, None)
-    assert returned is True
-    assert events == [
-        "open",
-        ("error", "WebSocketTimeoutException", "ping/pong timed out"),
-        ("close", None, None),
-    ]
+    assert in_thread(app_dead_peer, compat, server.url, None) == GAVE_UP
 
 
 # -- reconnect across a server restart on the same port ----------------------------------
@@ -842,20 +845,18 @@ def test_app_reconnects_after_server_restart(websocket, make_server, how, use_on
 
     server = make_server(first_life)
     port = server.port
-    pool = ThreadPool(1)
     interim = None
     try:
-        job = pool.spawn(feed_with_reconnect, websocket, server.url, use_on_reconnect)
-        assert first_done.wait(DEADLINE)
-        server.stop()  # its handler has ended
-        interim = StreamServer(("127.0.0.1", port), warming_up)
-        interim.start()
-        assert refused.wait(DEADLINE)  # the client retried and was turned away
-        interim.stop(timeout=1)
-        make_server(second_life, port=port)
-        returned, events = job.get(timeout=DEADLINE)
+        with started_in_thread(feed_with_reconnect, websocket, server.url, use_on_reconnect) as job:
+            assert first_done.wait(DEADLINE)
+            server.stop()  # its handler has ended
+            interim = StreamServer(("127.0.0.1", port), warming_up)
+            interim.start()
+            assert refused.wait(DEADLINE)  # the client retried and was turned away
+            interim.stop(timeout=1)
+            make_server(second_life, port=port)
+            returned, events = job.get(timeout=DEADLINE)
     finally:
-        pool.kill()
         if interim is not None and not interim.closed:
             interim.stop(timeout=1)
     assert returned is True  # the attempts turned away while the server restarted
@@ -894,14 +895,10 @@ def test_app_send_from_another_thread(websocket, make_server):
 
     server = make_server(handler)
     app, events = recorder(websocket, server.url, lambda ws: ws.send("opened"))
-    pool = ThreadPool(1)
-    try:
-        job = pool.spawn(app.run_forever)
+    with started_in_thread(app.run_forever) as job:
         assert opened.wait(DEADLINE)
         in_thread(app.send, "from another thread")
         returned = job.get(timeout=DEADLINE)
-    finally:
-        pool.kill()
     assert returned is False
     assert [e for e in events if e[0] != "data"] == [
         "open",
@@ -926,14 +923,10 @@ def test_app_close_from_another_thread(websocket, make_server):
 
     server = make_server(handler)
     app, events = recorder(websocket, server.url, lambda ws: ws.send("opened"))
-    pool = ThreadPool(1)
-    try:
-        job = pool.spawn(app.run_forever)
+    with started_in_thread(app.run_forever) as job:
         assert opened.wait(DEADLINE)
         in_thread(app.close)
         returned = job.get(timeout=DEADLINE)
-    finally:
-        pool.kill()
     # Which thread reads the server's close reply is a race in
     # websocket-client: run_forever may report an error and on_close may or
     # may not see the code. gws's hub thread reads it, always.
@@ -948,13 +941,11 @@ def test_app_close_from_another_thread(websocket, make_server):
 def test_recv_in_one_thread_send_in_another(websocket, make_server):
     server = make_server()
     ws = in_thread(websocket.create_connection, server.url, 10)
-    pool = ThreadPool(1)
     try:
-        receiving = pool.spawn(ws.recv)
-        in_thread(ws.send, "crossed threads")
-        assert receiving.get(timeout=DEADLINE) == "crossed threads"
+        with started_in_thread(ws.recv) as receiving:
+            in_thread(ws.send, "crossed threads")
+            assert receiving.get(timeout=DEADLINE) == "crossed threads"
     finally:
-        pool.kill()
         in_thread(ws.close)
 
 
@@ -1095,7 +1086,6 @@ def test_connect_again_drops_the_previous_connection(websocket, make_server):
 def test_abort_wakes_recv_in_another_thread(websocket, make_server):
     server = make_server()
     ws = in_thread(websocket.create_connection, server.url, 10)
-    pool = ThreadPool(1)
 
     def receive() -> Any:
         try:
@@ -1104,14 +1094,13 @@ def test_abort_wakes_recv_in_another_thread(websocket, make_server):
             return described(exc)
 
     try:
-        receiving = pool.spawn(receive)
-        in_thread(ws.abort)  # before or during that recv: either way it ends
-        assert receiving.get(timeout=DEADLINE) == (
-            "WebSocketConnectionClosedException",
-            "Connection to remote host was lost.",
-        )
+        with started_in_thread(receive) as receiving:
+            in_thread(ws.abort)  # before or during that recv: either way it ends
+            assert receiving.get(timeout=DEADLINE) == (
+                "WebSocketConnectionClosedException",
+                "Connection to remote host was lost.",
+            )
     finally:
-        pool.kill()
         in_thread(ws.close)
     assert server.wait_idle()
 
@@ -1153,21 +1142,24 @@ def test_wss_sslopt_context_built_for_ciphers(make_server, tls_server_context, t
 # -- gws's side: threads, leaks, trace ---------------------------------------------------
 
 
+def connection_then_app(url: str, gws_options: Any = None, **run_forever: Any) -> None:
+    """gws.compat: one create_connection echo, then one WebSocketApp that
+    closes on its first message; both end cleanly."""
+    ws = compat.create_connection(url, timeout=5, gws_options=gws_options)
+    assert ws.send("hi") == 8 and ws.recv() == "hi"
+    ws.close()
+    app, events = recorder(compat, url, lambda ws: ws.send("x"), lambda ws, m: ws.close())
+    assert app.run_forever(gws_options=gws_options, **run_forever) is False
+    assert events[-1] == ("close", 1000, None)
+
+
 def test_compat_in_greenlets_leaks_nothing(make_server, no_leaks):
     # Greenlet mode: everything lives on this thread's hub, where no_leaks
     # sees every greenlet (thread mode's end on the hub thread, in its own
     # time; the next test counts its sockets).
     server = make_server()
-    here = {"thread": False}
     with no_leaks():
-        ws = compat.create_connection(server.url, timeout=5, gws_options=here)
-        assert ws.send("hi") == 8 and ws.recv() == "hi"
-        ws.close()
-        app, events = recorder(
-            compat, server.url, lambda ws: ws.send("x"), lambda ws, m: ws.close()
-        )
-        assert app.run_forever(ping_interval=5, gws_options=here) is False
-        assert events[-1] == ("close", 1000, None)
+        connection_then_app(server.url, {"thread": False}, ping_interval=5)
 
 
 def test_compat_thread_mode_leaks_no_socket(make_server):
@@ -1179,14 +1171,7 @@ def test_compat_thread_mode_leaks_no_socket(make_server):
     assert server.wait_idle()
     fds = fd_count()
     for _ in range(3):
-        ws = compat.create_connection(server.url, timeout=5)
-        ws.send("hi")
-        assert ws.recv() == "hi"
-        ws.close()
-        app, events = recorder(
-            compat, server.url, lambda ws: ws.send("x"), lambda ws, m: ws.close()
-        )
-        assert app.run_forever() is False
+        connection_then_app(server.url)
     assert server.wait_idle()
     assert fd_count() == fds
 
@@ -1342,30 +1327,6 @@ def test_proxy_url_mapping():
 
 
 # -- proxies and prepared sockets (real pproxy subprocesses) ------------------------------
-
-PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-@pytest.fixture
-def no_proxy_env(monkeypatch):
-    """No proxy variable from the machine reaches either module."""
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-
-
-@pytest.fixture
-def pproxy():
-    started: List[PProxy] = []
-
-    def start(listen: str, auth: Any = None) -> PProxy:
-        proxy = PProxy(listen, auth)
-        started.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in started:
-        proxy.stop()
 
 
 def through_proxy(websocket: Any, url: str, proxy_args: Any) -> Any:

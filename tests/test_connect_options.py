@@ -15,21 +15,15 @@ import gevent
 import gevent.socket as gsocket
 import gevent.ssl as gssl
 import pytest
-from helpers import recording_server
+from helpers import recording_server, relay
 
 import gws
 from gws.url import ascii_host, parse_url
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_proxy_env")]
 
 IDN = "bücher.example"
 PUNY = "xn--bcher-kva.example"
-
-
-@pytest.fixture(autouse=True)
-def no_proxy_env(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def first_request(seen):
@@ -179,7 +173,7 @@ def socks5_recorder(make_server, asked):
             port_bytes = request[8:10]
         upstream = gsocket.create_connection(("127.0.0.1", struct.unpack("!H", port_bytes)[0]))
         sock.sendall(b"\x05\x00\x00\x01\x7f\x00\x00\x01" + port_bytes)
-        gevent.joinall([gevent.spawn(_pump, sock, upstream), gevent.spawn(_pump, upstream, sock)])
+        relay(sock, upstream)
 
     return make_server.raw(handler)
 
@@ -205,23 +199,6 @@ def test_socks5_resolves_locally_through_gevents_resolver(make_server, resolver)
     # (the in-test proxy's own create_connection asks for "127.0.0.1")
     assert resolver.names[0] == PUNY and PUNY not in resolver.names[1:]
     assert asked == ["127.0.0.1"]
-
-
-def _pump(src, dst):
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 @pytest.mark.parametrize("host", ["☃.example", "ü" * 70 + ".example"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Tuple
 
 import gevent
 import pytest
@@ -521,6 +521,28 @@ def test_close_with_unresponsive_peer_wakes_reader_and_is_bounded(h: Harness) ->
         assert elapsed < 5
 
 
+def start_blocked_writer(read, write) -> Tuple[gevent.Greenlet, List[str]]:
+    """Start a greenlet writing 1 MiB messages to a peer that reads none,
+    and wait (bounded) until it is stuck in sendall holding the write lock.
+    Returns the greenlet and the list that gets the error of its last write."""
+    errors: List[str] = []
+
+    def writer() -> None:
+        for _ in range(200):  # at most 200 MiB: far more than socket buffers hold
+            ok, err = write(bytes(MiB))
+            if not ok:
+                errors.append(err)
+                return
+
+    g = gevent.spawn(writer)
+    for _ in range(100):
+        gevent.sleep(0.01)
+        if read.connection.write_lock.locked():
+            break
+    assert read.connection.write_lock.locked()
+    return g, errors
+
+
 def test_close_while_a_writer_is_blocked_is_bounded(h: Harness) -> None:
     """The peer stops reading; a writer blocks in sendall holding the write
     lock. close() must still return within its deadline and free the writer."""
@@ -537,21 +559,7 @@ def test_close_while_a_writer_is_blocked_is_bounded(h: Harness) -> None:
         try:
             res, read, write = connect(h.raw(handler), close_timeout=300, compression=None)
             assert res, read
-            results: Dict[str, Optional[str]] = {}
-
-            def writer() -> None:
-                for _ in range(200):
-                    ok, err = write(bytes(MiB))
-                    if not ok:
-                        results["err"] = err
-                        return
-
-            g = gevent.spawn(writer)
-            for _ in range(100):  # until the writer is stuck in sendall (bounded)
-                gevent.sleep(0.01)
-                if read.connection.write_lock.locked():
-                    break
-            assert read.connection.write_lock.locked()
+            g, errors = start_blocked_writer(read, write)
             started = time.monotonic()
             with gevent.Timeout(5, AssertionError("close() hung behind a blocked writer")):
                 write.close()
@@ -563,7 +571,7 @@ def test_close_while_a_writer_is_blocked_is_bounded(h: Harness) -> None:
         assert elapsed < 5
         assert read() is None
         assert read.close_code == 1006
-        assert isinstance(results.get("err"), str)
+        assert errors and isinstance(errors[0], str)
 
 
 def test_protocol_error_while_a_writer_is_blocked_is_bounded(h: Harness) -> None:
@@ -585,21 +593,7 @@ def test_protocol_error_while_a_writer_is_blocked_is_bounded(h: Harness) -> None
         try:
             res, read, write = connect(h.raw(handler), close_timeout=300, compression=None)
             assert res, read
-            errors: List[Optional[str]] = []
-
-            def writer() -> None:
-                for _ in range(200):
-                    ok, err = write(bytes(MiB))
-                    if not ok:
-                        errors.append(err)
-                        return
-
-            g = gevent.spawn(writer)
-            for _ in range(100):
-                gevent.sleep(0.01)
-                if read.connection.write_lock.locked():
-                    break
-            assert read.connection.write_lock.locked()
+            g, errors = start_blocked_writer(read, write)
             writer_stuck.set()
             with gevent.Timeout(5, AssertionError("read() hung failing the connection")):
                 assert read() is None
@@ -638,21 +632,7 @@ def test_heartbeat_answering_a_ping_behind_a_blocked_writer(h: Harness) -> None:
             res, read, write = connect(h.raw(handler), heartbeat=300, compression=None)
             assert res, read
             assert pinged.wait(5), "no heartbeat ping"
-            errors: List[Optional[str]] = []
-
-            def writer() -> None:
-                for _ in range(200):
-                    ok, err = write(bytes(MiB))
-                    if not ok:
-                        errors.append(err)
-                        return
-
-            g = gevent.spawn(writer)
-            for _ in range(100):
-                gevent.sleep(0.01)
-                if read.connection.write_lock.locked():
-                    break
-            assert read.connection.write_lock.locked()
+            g, errors = start_blocked_writer(read, write)
             writer_stuck.set()
             assert read.connection.closed.wait(timeout=5.0), "heartbeat stuck sending a pong"
             g.join(timeout=5)

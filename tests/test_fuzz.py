@@ -26,6 +26,7 @@ import zlib
 from typing import Any, List, Optional, Tuple
 
 import gevent
+from helpers import encode_message
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis_profiles import at_least
@@ -162,17 +163,7 @@ def check_frames(frames: List[Tuple[Message, bytes]], kw: dict) -> None:
             key = (
                 raw[-len(frame.payload) - 4 : len(raw) - len(frame.payload)] if frame.mask else None
             )
-            again = encode_frame(
-                frame.opcode,
-                frame.payload,
-                fin=frame.fin,
-                rsv1=frame.rsv1,
-                rsv2=frame.rsv2,
-                rsv3=frame.rsv3,
-                mask=frame.mask,
-                mask_key=key,
-            )
-            assert again == raw
+            assert encode_message(frame, key) == raw
 
 
 chunkings = st.lists(st.one_of(st.integers(1, 8), st.integers(1, 300)), min_size=1, max_size=20)
@@ -304,19 +295,7 @@ def valid_stream(draw: Any) -> Tuple[List[Message], List[Optional[bytes]], bool]
 @given(stream=valid_stream(), cuts=chunkings)
 def test_valid_frames_round_trip(stream: Any, cuts: List[int]) -> None:
     frames, keys, masked = stream
-    encoded = [
-        encode_frame(
-            f.opcode,
-            f.payload,
-            fin=f.fin,
-            rsv1=f.rsv1,
-            rsv2=f.rsv2,
-            rsv3=f.rsv3,
-            mask=f.mask,
-            mask_key=k,
-        )
-        for f, k in zip(frames, keys)
-    ]
+    encoded = [encode_message(f, k) for f, k in zip(frames, keys)]
     data = b"".join(encoded)
     # big frames in tiny pieces would only be slow: scale the cut sizes up
     scale = max(1, len(data) // 2000)

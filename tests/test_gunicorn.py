@@ -23,7 +23,7 @@ import urllib.request
 from typing import Any, Iterator
 
 import pytest
-from helpers import node_peer, run_node
+from helpers import check_node_wsgi_client
 
 pytest.importorskip("gunicorn")
 websocket = pytest.importorskip("websocket")
@@ -173,14 +173,7 @@ def test_websockets_client_compression_and_close_codes_under_gunicorn(gunicorn_a
 
 
 def test_node_ws_client_under_gunicorn(gunicorn_app):
-    node_peer("ws")
-    proc = run_node("wsgi_client.js", gunicorn_app.url("/info"), "info")
-    assert proc.returncode == 0, proc.stderr.decode()
-    result = json.loads(proc.stdout)
-    assert result["text_ok"] is True and result["binary_ok"] is True
-    assert result["extensions"].startswith("permessage-deflate")
-    assert result["server"]["compressed"] is True
-    assert result["close_code"] == 4002
+    check_node_wsgi_client(gunicorn_app.url("/info"))
 
 
 def test_gunicorn_access_log_records_the_upgrade(gunicorn_app):

@@ -16,6 +16,7 @@ import zlib
 from typing import Callable, List, NamedTuple, Optional
 
 import pytest
+from helpers import encode_message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -80,19 +81,7 @@ def from_client(opcode: int, payload: bytes = b"", **kw) -> bytes:
 
 def wire(frame: Message) -> bytes:
     """An outgoing Message as bytes, masked (when it says so) with the pinned key."""
-    payload = frame.payload
-    if isinstance(payload, str):
-        payload = payload.encode("utf-8")
-    return encode_frame(
-        frame.opcode,
-        payload,
-        fin=frame.fin,
-        rsv1=frame.rsv1,
-        rsv2=frame.rsv2,
-        rsv3=frame.rsv3,
-        mask=frame.mask,
-        mask_key=KEY,
-    )
+    return encode_message(frame, KEY)
 
 
 def got(proto: Protocol) -> list:

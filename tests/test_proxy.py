@@ -14,52 +14,13 @@ import sys
 import gevent
 import pytest
 from gevent.event import Event
-from helpers import PProxy, read_head, recording_server
+from helpers import read_head, recording_server, relay
 
 import gws
 from gws.proxy import Proxy, choose_proxy, parse_proxy, proxy_from_environment
 
-pytestmark = pytest.mark.timeout(90)
-
-PROXY_VARS = (
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "REQUEST_METHOD",
-)
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    """No proxy variable from the machine leaks into a test."""
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def pproxy():
-    """``pproxy(listen, auth=None, ssl_files=None)`` starts a PProxy; all are
-    killed at teardown."""
-    started = []
-
-    def start(listen, auth=None, ssl_files=None):
-        proxy = PProxy(listen, auth, ssl_files)
-        started.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in started:
-        proxy.stop()
-
-
-@pytest.fixture
-def tls_echo(make_server, tls_server_context):
-    return make_server(gws.echo, ssl_context=tls_server_context)
+# no proxy variable from the machine leaks into a test
+pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("no_proxy_env")]
 
 
 def round_trip(res, read, write, via_port=None):
@@ -375,7 +336,7 @@ def socks4a_server(make_server, names):
         names.append(head[8:].split(b"\x00")[1].decode("ascii"))
         upstream = gevent.socket.create_connection(("127.0.0.1", port))
         sock.sendall(b"\x00\x5a" + head[2:4] + b"\x7f\x00\x00\x01")
-        gevent.joinall([gevent.spawn(_pump, sock, upstream), gevent.spawn(_pump, upstream, sock)])
+        relay(sock, upstream)
 
     return make_server.raw(handler)
 
@@ -443,8 +404,7 @@ def test_socks_handshake_never_blocks_the_hub(make_server, echo_server):
         assert enough.wait(10)
         upstream = gevent.socket.create_connection(("127.0.0.1", port))
         sock.sendall(b"\x05\x00\x00\x01\x7f\x00\x00\x01" + request[8:10])
-        pumps = [gevent.spawn(_pump, sock, upstream), gevent.spawn(_pump, upstream, sock)]
-        gevent.joinall(pumps, timeout=10)
+        relay(sock, upstream, timeout=10)
 
     proxy = make_server.raw(slow_socks5)
     ws = gws.open(f"ws://127.0.0.1:{echo_server}/", proxy=f"socks5://127.0.0.1:{proxy.port}")
@@ -452,23 +412,6 @@ def test_socks_handshake_never_blocks_the_hub(make_server, echo_server):
     ws.send("after")
     assert ws.recv().payload == "after"
     ws.close()
-
-
-def _pump(src, dst):
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(2)
-            except OSError:
-                pass
 
 
 # -- environment variables -----------------------------------------------------------------

@@ -26,11 +26,6 @@ def clean_env(monkeypatch):
     trust.cached_context.cache_clear()
 
 
-@pytest.fixture
-def tls_echo(make_server, tls_server_context):
-    return make_server(gws.echo, ssl_context=tls_server_context)
-
-
 def verified(url, **options):
     res, read, write = gws.connect(url, **options)
     if not res:

@@ -23,6 +23,7 @@ import pytest
 from helpers import (
     ClientFrames,
     WSGIServerHandle,
+    check_node_wsgi_client,
     close_code_of,
     in_thread,
     node_peer,
@@ -293,14 +294,7 @@ def test_websockets_client_close_codes_both_ways(flask_server):
 
 
 def test_node_ws_client_text_binary_compression_and_close(flask_server):
-    node_peer("ws")
-    proc = run_node("wsgi_client.js", flask_server.url("/info"), "info")
-    assert proc.returncode == 0, proc.stderr.decode()
-    result = json.loads(proc.stdout)
-    assert result["text_ok"] is True and result["binary_ok"] is True
-    assert result["extensions"].startswith("permessage-deflate")
-    assert result["server"]["compressed"] is True
-    assert result["close_code"] == 4002  # the server echoed the client's close
+    check_node_wsgi_client(flask_server.url("/info"))
 
 
 def test_node_ws_client_sees_the_server_close_code(flask_server):

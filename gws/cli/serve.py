@@ -26,6 +26,7 @@ from ..broadcast import broadcast
 from ..io import Reader, Writer
 from ..protocol import DEFAULT_MAX_SIZE
 from ..server import Handler, Request, echo, serve
+from ..url import url_host
 from .args import RawHelp, UsageError, size
 from .output import Printer, describe_close, format_payload, use_color
 
@@ -161,6 +162,38 @@ def _logging_echo(log: Callable[[str], None]) -> Handler:
     return handler
 
 
+def _handler(args: argparse.Namespace, log: Optional[Callable[[str], None]]) -> Handler:
+    """The handler ``args`` ask for (MODULE:FUNCTION, --broadcast, echo);
+    with ``log`` (-v), it and every connect and disconnect are logged."""
+    inner: Handler
+    if args.handler:
+        inner = load_handler(args.handler)
+    elif args.broadcast:
+        inner = Room(log)
+    elif log is not None:
+        inner = _logging_echo(log)
+    else:
+        inner = echo
+    if log is None:
+        return inner
+
+    def handler(request: Request, read: Reader, write: Writer) -> None:
+        peer = _peer(request)
+        extra = f" subprotocol {request.subprotocol}" if request.subprotocol else ""
+        log(f"connected {peer} {request.path}{extra}")
+        try:
+            inner(request, read, write)
+        finally:
+            if not read.closed:
+                write(None)  # as serve() would once the handler returns
+            log(
+                f"disconnected {peer} "
+                + describe_close(read.close_code, read.close_reason, read.error)
+            )
+
+    return handler
+
+
 def _server_context(cert: str, key: Optional[str]) -> ssl.SSLContext:
     ctx = gssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
@@ -184,15 +217,7 @@ def run(
     try:
         if args.key and not args.cert:
             raise UsageError("--key needs --cert")
-        inner: Handler
-        if args.handler:
-            inner = load_handler(args.handler)
-        elif args.broadcast:
-            inner = Room(log)
-        elif log is not None:
-            inner = _logging_echo(log)
-        else:
-            inner = echo
+        handler = _handler(args, log)
         context = _server_context(args.cert, args.key) if args.cert else None
     except UsageError as exc:
         stderr.write(f"gws serve: error: {exc}\n")
@@ -200,23 +225,6 @@ def run(
     except (OSError, ssl.SSLError) as exc:
         stderr.write(f"gws serve: error: cannot load --cert/--key: {exc}\n")
         return 2
-
-    def handler(request: Request, read: Reader, write: Writer) -> None:
-        peer = _peer(request)
-        if log is not None:
-            extra = f" subprotocol {request.subprotocol}" if request.subprotocol else ""
-            log(f"connected {peer} {request.path}{extra}")
-        try:
-            inner(request, read, write)
-        finally:
-            if log is not None:
-                if not read.closed:
-                    write(None)  # as serve() would once the handler returns
-                log(
-                    f"disconnected {peer} "
-                    + describe_close(read.close_code, read.close_reason, read.error)
-                )
-
     host = f"unix:{args.unix}" if args.unix else args.host
     options: Dict[str, Any] = {"max_size": args.max_size}
     if args.subprotocol:
@@ -236,8 +244,7 @@ def run(
         if args.unix:
             where = f"{scheme}+unix:{args.unix}"
         else:
-            shown = f"[{args.host}]" if ":" in args.host else args.host
-            where = f"{scheme}://{shown}:{server.server_port}/"
+            where = f"{scheme}://{url_host(args.host)}:{server.server_port}/"
         stdout.write(f"listening on {where}\n")
         stdout.flush()
         stopping.wait()

@@ -244,14 +244,10 @@ def _translate(exc: BaseException) -> BaseException:
         )
     if isinstance(exc, _socket.gaierror):
         return WebSocketAddressException(exc)
-    if isinstance(exc, gws.AbnormalClosure):
+    if isinstance(exc, (gws.AbnormalClosure, gws.CloseTimeout)):
         return WebSocketConnectionClosedException("Connection to remote host was lost.")
-    if isinstance(exc, gws.CloseTimeout):
-        return WebSocketConnectionClosedException("Connection to remote host was lost.")
-    if isinstance(exc, OSError):  # ConnectionResetError, ssl.SSLError... as websocket-client
-        return exc
-    if isinstance(exc, gws.WrongThread):
-        return exc
+    if isinstance(exc, (OSError, gws.WrongThread)):  # ConnectionResetError, ssl.SSLError...
+        return exc  # as websocket-client raises them
     if isinstance(exc, gws.WebSocketError):
         return WebSocketConnectionClosedException(str(exc))
     return exc

@@ -13,8 +13,10 @@ import ipaddress
 import os
 import socket
 import ssl
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
+
+from gws.url import url_host
 
 from ._wsclient_abnf import WebSocketException, WebSocketProxyException
 
@@ -168,9 +170,7 @@ _DICT_KEYS = frozenset(("cert_reqs", "ca_certs", "certfile", "keyfile", "check_h
 
 
 def tls_option(
-    sslopt: Optional[Mapping[str, Any]],
-    environ: Optional[Mapping[str, str]] = None,
-    context_factory: Optional[Callable[[int], ssl.SSLContext]] = None,
+    sslopt: Optional[Mapping[str, Any]], environ: Optional[Mapping[str, str]] = None
 ) -> Union[bool, Dict[str, Any], ssl.SSLContext]:
     """gws's ``tls`` option for websocket-client's ``sslopt`` (wss only).
 
@@ -225,39 +225,37 @@ def tls_option(
         insecure or (cert_reqs == ssl.CERT_REQUIRED and check_hostname)
     )
     if simple:
-        tls: Dict[str, Any] = {}
-        if insecure:
-            tls["insecure"] = True
-        elif opts.get("ca_certs"):
-            tls["ca"] = opts["ca_certs"]
-        if opts.get("certfile"):
-            tls["cert"] = opts["certfile"]
-            if opts.get("keyfile"):
-                tls["key"] = opts["keyfile"]
-        if opts.get("server_hostname"):
-            tls["server_name"] = opts["server_hostname"]
-        return tls or True
+        return _tls_dict(opts, insecure)
     if opts.get("server_hostname"):
         raise NotImplementedError(
             "sslopt server_hostname is supported only with the keys gws's tls dict has "
             "(cert_reqs, ca_certs, certfile, keyfile, check_hostname)"
         )
-    return _build_context(opts, insecure, bool(check_hostname), context_factory)
+    return _build_context(opts, insecure, bool(check_hostname))
 
 
-def _build_context(
-    opts: Mapping[str, Any],
-    insecure: bool,
-    check_hostname: bool,
-    context_factory: Optional[Callable[[int], ssl.SSLContext]],
-) -> ssl.SSLContext:
+def _tls_dict(opts: Mapping[str, Any], insecure: bool) -> Union[bool, Dict[str, Any]]:
+    """gws's ``tls`` dict for ``sslopt`` keys it has names for (True: none set)."""
+    tls: Dict[str, Any] = {}
+    if insecure:
+        tls["insecure"] = True
+    elif opts.get("ca_certs"):
+        tls["ca"] = opts["ca_certs"]
+    if opts.get("certfile"):
+        tls["cert"] = opts["certfile"]
+        if opts.get("keyfile"):
+            tls["key"] = opts["keyfile"]
+    if opts.get("server_hostname"):
+        tls["server_name"] = opts["server_hostname"]
+    return tls or True
+
+
+def _build_context(opts: Mapping[str, Any], insecure: bool, check_hostname: bool) -> ssl.SSLContext:
     """An SSLContext for ``sslopt`` settings gws's tls dict cannot express,
-    built as websocket-client builds it (gevent's SSLContext by default)."""
-    if context_factory is None:
-        import gevent.ssl as gssl
+    built as websocket-client builds it (gevent's SSLContext)."""
+    import gevent.ssl as gssl
 
-        context_factory = gssl.SSLContext
-    ctx = context_factory(opts.get("ssl_version", ssl.PROTOCOL_TLS_CLIENT))
+    ctx = gssl.SSLContext(opts.get("ssl_version", ssl.PROTOCOL_TLS_CLIENT))
     if insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -339,7 +337,7 @@ def handshake_headers(
         if origin is not None:
             pairs.append(("Origin", origin))
         else:
-            shown = f"[{hostname}]" if ":" in hostname else hostname
+            shown = url_host(hostname)
             if port not in (80, 443):
                 shown = f"{shown}:{port}"
             pairs.append(("Origin", f"{'https' if is_secure else 'http'}://{shown}"))
