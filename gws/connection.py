@@ -474,7 +474,7 @@ class Connection:
                 pings.remove(pong)
             raise
         if len(pings) > _MAX_PINGS:
-            pings.pop(0)._event.set()  # forgotten: its wait() ends with PongTimeout
+            pings.pop(0)._wake()  # forgotten: its wait() ends with PongTimeout
         return pong
 
     def ping(self, payload: Union[bytes, str] = b"") -> Pong:
@@ -498,7 +498,7 @@ class Connection:
                 now = monotonic()
                 for answered in pings[: i + 1]:
                     answered.latency = (now - answered.sent) * 1000.0
-                    answered._event.set()
+                    answered._wake()
                 del pings[: i + 1]
                 self.latency = pong.latency
                 return
@@ -745,7 +745,7 @@ class Connection:
         if pings is not None:
             self.protocol.on_pong = None  # breaks the cycle through the protocol
             while pings:  # their wait() ends with ConnectionClosed
-                pings.pop()._event.set()
+                pings.pop()._wake()
         self._end_handwritten()  # wake writers waiting for an unfinished message
         try:
             self.raw_write(None)
@@ -764,7 +764,7 @@ class Pong:
     :class:`~gws.ConnectionClosed` when the connection closes first.
     ``done()`` says whether the pong arrived."""
 
-    __slots__ = ("connection", "payload", "sent", "latency", "hub", "_event")
+    __slots__ = ("connection", "payload", "sent", "latency", "hub", "_woken", "_event_")
 
     def __init__(self, connection: Connection, payload: bytes) -> None:
         self.connection = connection
@@ -772,7 +772,26 @@ class Pong:
         self.sent = monotonic()
         self.latency: Optional[float] = None
         self.hub: Any = None  # thread mode: the gws.threaded.HubThread wait() goes through
-        self._event = Event()
+        # The Event is made by the first wait(): a heartbeat's pings are never
+        # waited for, and each costs 150 bytes until its pong comes.
+        self._woken = False
+        self._event_: Optional[Event] = None
+
+    @property
+    def _event(self) -> Event:
+        """Set once the pong arrived, was forgotten or the connection closed."""
+        event = self._event_
+        if event is None:
+            event = self._event_ = Event()
+            if self._woken:
+                event.set()
+        return event
+
+    def _wake(self) -> None:
+        self._woken = True
+        event = self._event_
+        if event is not None:
+            event.set()
 
     def done(self) -> bool:
         return self.latency is not None
