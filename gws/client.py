@@ -103,7 +103,8 @@ class Response:
         self.code = code
         self.reason = reason
         self.version = version
-        self.headers = headers
+        self._headers: Optional[Headers] = headers
+        self._head = b""  # the head ``headers`` is parsed from again once dropped
         self.socket = socket
         self.subprotocol = subprotocol
         self.extensions = extensions or {}
@@ -117,6 +118,25 @@ class Response:
     @property
     def keepAlive(self) -> bool:  # noqa: N802 - the seed's name
         return self.keep_alive
+
+    @property
+    def headers(self) -> Headers:
+        """The response's (name, value) header pairs, in received order."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = parse_response(self._head)[3]
+        return headers
+
+    @headers.setter
+    def headers(self, headers: Headers) -> None:
+        self._headers = headers
+
+    def _keep_head(self, head: bytes) -> None:
+        """Hold the raw head instead of the parsed headers (a third of the
+        memory for a connection that lives long); ``headers`` parses it again
+        when first asked for."""
+        self._head = head
+        self._headers = None
 
     def header(self, name: str) -> Optional[str]:
         """First value of header ``name`` (case-insensitive), or None."""
@@ -249,7 +269,10 @@ def _handshake(
     )
     deflate = PerMessageDeflate(params, is_client=True) if params else None
     extensions = {"permessage-deflate": params.__dict__.copy()} if params else {}
-    response = Response(code, reason, version, resp_headers, sock, subprotocol, extensions)
+    response = Response(
+        code, sys.intern(reason), version, resp_headers, sock, subprotocol, extensions
+    )
+    response._keep_head(head)
     return response, deflate, rest
 
 

@@ -67,6 +67,20 @@ __all__ = ["Connection", "MessageLike", "Pong", "to_message"]
 log = logging.getLogger("gws")
 
 _get_ident = get_original("_thread", "get_ident")
+_last_ident = [0]
+
+
+def _thread_ident() -> int:
+    """This thread's ident, as the object the previous connection stored when
+    it is the same thread (one int object for all of a thread's connections)."""
+    ident: int = _get_ident()
+    last = _last_ident[0]
+    if ident == last:
+        return last
+    _last_ident[0] = ident
+    return ident
+
+
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 _MAX_PINGS = 64  # unanswered pings remembered per connection; older ones are forgotten
 _ping_ids = struct.Struct("!I")
@@ -105,10 +119,11 @@ class Connection:
         "close_timeout",
         "read_lock",
         "write_lock",
-        "closed",
+        "_closed",
+        "_closed_event",
         "last_rx",
         "heartbeat",
-        "_message_lock",
+        "_message_lock_",
         "_fragment_owner",
         "_handwritten",
         "_thread",
@@ -141,13 +156,16 @@ class Connection:
         self.close_timeout = close_timeout
         self.read_lock = Semaphore()
         self.write_lock = Semaphore()
-        self.closed = Event()
+        # ``closed`` and ``_message_lock`` are made when first asked for: most
+        # connections never wait for either (about 150 bytes saved each).
+        self._closed = False  # the transport is closed
+        self._closed_event: Optional[Event] = None
         self.last_rx = monotonic()
         self.heartbeat: Optional[Heartbeat] = None
-        self._message_lock = Semaphore()
+        self._message_lock_: Optional[Semaphore] = None
         self._fragment_owner: Optional[greenlet] = None
         self._handwritten = False  # a hand-written fragmented message holds _message_lock
-        self._thread = _get_ident()
+        self._thread = _thread_ident()
         self._close_timer: Optional[_TimerWatcher] = None
         self._initiator: Optional[str] = None  # "local" once close() sent the first close frame
         self._pings: Optional[List[Pong]] = None  # unanswered pings, oldest first
@@ -155,6 +173,24 @@ class Connection:
         self.latency: Optional[float] = None  # ms, the last ping's round trip
         if initial:
             protocol.buffer(initial)  # parsed by the first read, which sends what it owes
+
+    @property
+    def closed(self) -> Event:
+        """An :class:`~gevent.event.Event` set once the transport is closed."""
+        event = self._closed_event
+        if event is None:
+            event = self._closed_event = Event()
+            if self._closed:
+                event.set()
+        return event
+
+    @property
+    def _message_lock(self) -> Semaphore:
+        """Held for the whole of a fragmented message being sent."""
+        lock = self._message_lock_
+        if lock is None:
+            lock = self._message_lock_ = Semaphore()
+        return lock
 
     def start_heartbeat(self, interval: float, timeout: Optional[float], opcode: int) -> None:
         """Ping every ``interval`` s; see :class:`~gws.heartbeat.Heartbeat`."""
@@ -438,7 +474,7 @@ class Connection:
                 pings.remove(pong)
             raise
         if len(pings) > _MAX_PINGS:
-            pings.pop(0)._event.set()  # forgotten: its wait() ends with PongTimeout
+            pings.pop(0)._wake()  # forgotten: its wait() ends with PongTimeout
         return pong
 
     def ping(self, payload: Union[bytes, str] = b"") -> Pong:
@@ -462,7 +498,7 @@ class Connection:
                 now = monotonic()
                 for answered in pings[: i + 1]:
                     answered.latency = (now - answered.sent) * 1000.0
-                    answered._event.set()
+                    answered._wake()
                 del pings[: i + 1]
                 self.latency = pong.latency
                 return
@@ -696,7 +732,7 @@ class Connection:
         self._close_transport()
 
     def _close_transport(self) -> None:
-        if self.closed.is_set():
+        if self._closed:
             return
         self.protocol.connection_lost(None)
         timer = self._close_timer
@@ -709,13 +745,16 @@ class Connection:
         if pings is not None:
             self.protocol.on_pong = None  # breaks the cycle through the protocol
             while pings:  # their wait() ends with ConnectionClosed
-                pings.pop()._event.set()
+                pings.pop()._wake()
         self._end_handwritten()  # wake writers waiting for an unfinished message
         try:
             self.raw_write(None)
         except Exception as exc:  # noqa: BLE001 - the stream is gone either way
             log.debug("error while closing the stream: %s", exc)
-        self.closed.set()
+        self._closed = True
+        event = self._closed_event
+        if event is not None:
+            event.set()
 
 
 class Pong:
@@ -725,7 +764,7 @@ class Pong:
     :class:`~gws.ConnectionClosed` when the connection closes first.
     ``done()`` says whether the pong arrived."""
 
-    __slots__ = ("connection", "payload", "sent", "latency", "hub", "_event")
+    __slots__ = ("connection", "payload", "sent", "latency", "hub", "_woken", "_event_")
 
     def __init__(self, connection: Connection, payload: bytes) -> None:
         self.connection = connection
@@ -733,7 +772,26 @@ class Pong:
         self.sent = monotonic()
         self.latency: Optional[float] = None
         self.hub: Any = None  # thread mode: the gws.threaded.HubThread wait() goes through
-        self._event = Event()
+        # The Event is made by the first wait(): a heartbeat's pings are never
+        # waited for, and each costs 150 bytes until its pong comes.
+        self._woken = False
+        self._event_: Optional[Event] = None
+
+    @property
+    def _event(self) -> Event:
+        """Set once the pong arrived, was forgotten or the connection closed."""
+        event = self._event_
+        if event is None:
+            event = self._event_ = Event()
+            if self._woken:
+                event.set()
+        return event
+
+    def _wake(self) -> None:
+        self._woken = True
+        event = self._event_
+        if event is not None:
+            event.set()
 
     def done(self) -> bool:
         return self.latency is not None

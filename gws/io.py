@@ -50,6 +50,9 @@ IO_OPTIONS = frozenset(
 
 WriteResult = Tuple[bool, Optional[str]]
 _OK: WriteResult = (True, None)
+# Durations in seconds by their value in ms, so that every connection opened
+# with the same options shares one float object per option (24 bytes each).
+_SECONDS: Dict[float, float] = {}
 
 
 def _ms(options: Mapping[str, Any], name: str, default: Optional[float]) -> Optional[float]:
@@ -59,7 +62,12 @@ def _ms(options: Mapping[str, Any], name: str, default: Optional[float]) -> Opti
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"option {name} must be a positive number of milliseconds")
-    return value / 1000.0
+    seconds = _SECONDS.get(value)
+    if seconds is None:
+        seconds = value / 1000.0
+        if len(_SECONDS) < 64:
+            _SECONDS[value] = seconds
+    return seconds
 
 
 def check_io_options(options: Mapping[str, Any]) -> None:

@@ -65,8 +65,7 @@ class SocketTransport:
         "_recv_into",
         "_recv_size",
         "_send",
-        "_sendall",
-        "_sendmsg",
+        "_gather",
         "_bio",
     )
 
@@ -79,15 +78,22 @@ class SocketTransport:
         self._bio = isinstance(sock, TLSOverSocket)
         self._recv_into = sock.recv_into
         self._send = sock.send
-        self._sendall = sock.sendall
         tls = isinstance(sock, (ssl.SSLSocket, gssl.SSLSocket))
         # A TLS read returns at most one record (16 KiB), and asking OpenSSL
         # for 256 KiB costs ~9 µs more per read than asking for what it can give.
         self._recv_size = _TLS_RECV_SIZE if tls else _RECV_SIZE
         # TLS sockets have no sendmsg(): their frames are joined, then sent.
-        self._sendmsg: Optional[Callable[[Tuple[bytes, Any]], int]] = (
-            None if tls or self._bio else getattr(sock, "sendmsg", None)
-        )
+        self._gather = not (tls or self._bio) and hasattr(sock, "sendmsg")
+
+    # Bound methods wanted only for large frames and partial sends: looked up
+    # when used rather than kept (64 bytes each per connection).
+    @property
+    def _sendall(self) -> Callable[[Any], None]:
+        return self.sock.sendall
+
+    @property
+    def _sendmsg(self) -> Optional[Callable[[Tuple[bytes, Any]], int]]:
+        return self.sock.sendmsg if self._gather else None
 
     def recv(self) -> memoryview:
         """Bytes received (empty at end of stream). The view is into a shared
