@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,9 +123,12 @@ def verdict(kind: str, timeout: float = 1700) -> Dict[str, Any]:
 
 
 def kill_all() -> None:
-    """Kill every job still running."""
+    """Kill every job still running and remove the jobs' folder (reports
+    included: a failing test has already printed what it needs)."""
     for job in _jobs.values():
         job.kill()
+    if _root is not None:
+        shutil.rmtree(_root, ignore_errors=True)
 
 
 def not_ok(results: Dict[str, Any]) -> List[str]:
