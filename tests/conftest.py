@@ -152,6 +152,14 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         autobahn_jobs.start(sorted(kinds))  # type: ignore[arg-type]
 
 
+def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
+    import sys
+
+    jobs = sys.modules.get("autobahn_jobs")
+    if jobs is not None:
+        jobs.pump()  # a job ended: start the next
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     import sys
 
