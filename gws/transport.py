@@ -194,11 +194,19 @@ def socket_io(
                 return frame
             if eof:
                 return None
-            data = transport.recv()
-            if not data:
-                eof = True
-                return None
-            decoder.feed(data)
+            view = decoder.reserve()  # a large frame's payload is received in place
+            if view is None:
+                data = transport.recv()
+                if data:
+                    decoder.feed(data)
+                    continue
+            else:
+                n = transport.recv_into(view)
+                if n:
+                    decoder.commit(n)
+                    continue
+            eof = True
+            return None
 
     return raw_read, transport.write_frame
 
