@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from .errors import MessageTooBig, ProtocolError
 
@@ -52,6 +52,10 @@ _UNPACK_16 = struct.Struct("!H").unpack_from
 _UNPACK_64 = struct.Struct("!Q").unpack_from
 
 Payload = Union[bytes, str]
+# Frames from this payload length on that arrive in pieces are received
+# straight into a buffer of their own (FrameDecoder.reserve), not copied
+# through the decoder's buffer.
+DIRECT_MIN = 32 * 1024
 
 
 class Message:
@@ -143,12 +147,74 @@ def py_apply_mask(data: Union[bytes, bytearray, memoryview], key: bytes) -> byte
     )
 
 
+def py_parse_frame(
+    data: Union[bytes, bytearray, memoryview], expect_masked: bool, max_size: int
+) -> Optional[Tuple[int, Payload, int]]:
+    """The common frame at the start of ``data``, decoded in one step:
+    ``(opcode, payload, end)`` for a complete, final, uncompressed text or
+    binary frame, masked as ``expect_masked`` says, at most ``max_size``
+    bytes (-1: no limit); text comes back as ``str``, binary as ``bytes``.
+    None for anything else (incomplete, control, fragmented, reserved bits,
+    wrong masking, too long, invalid UTF-8): :class:`FrameDecoder` handles
+    and reports those. The pure-Python ``parse_frame``."""
+    have = len(data)
+    if have < 2:
+        return None
+    b0 = data[0]
+    b1 = data[1]
+    opcode = b0 & 0x0F
+    if b0 & 0xF0 != 0x80 or not 1 <= opcode <= 2 or bool(b1 & 0x80) is not expect_masked:
+        return None
+    length = b1 & 0x7F
+    pos = 2
+    if length == 126:
+        if have < 4:
+            return None
+        (length,) = _UNPACK_16(data, 2)
+        pos = 4
+    elif length == 127:
+        if have < 10:
+            return None
+        (length,) = _UNPACK_64(data, 2)
+        pos = 10
+    if expect_masked:
+        pos += 4
+    end = pos + length
+    if end > have or 0 <= max_size < length:
+        return None
+    if expect_masked:
+        payload = apply_mask(memoryview(data)[pos:end], bytes(data[pos - 4 : pos]))
+    else:
+        payload = bytes(data[pos:end])
+    if opcode == OP_TEXT:
+        try:
+            return opcode, payload.decode("utf-8"), end
+        except UnicodeDecodeError:
+            return None
+    return opcode, payload, end
+
+
+def py_take_payload(buffer: Union[bytearray, memoryview], key: Optional[bytes]) -> bytes:
+    """The bytes of a filled payload buffer, unmasked with ``key`` if given
+    (the pure-Python ``take_payload``: one copy)."""
+    return bytes(buffer) if key is None else apply_mask(buffer, key)
+
+
 apply_mask = py_apply_mask
+parse_frame = py_parse_frame
+take_payload = py_take_payload
+# A writable buffer of n bytes a large payload is received into.
+PayloadBuffer: Callable[[int], Any] = bytearray
 if not os.environ.get("GWS_NO_SPEEDUPS"):
     try:
-        from ._speedups import apply_mask  # noqa: F811
-    except ImportError:  # not compiled: the pure-Python XOR serves
+        from . import _speedups
+    except ImportError:  # not compiled: the pure-Python versions serve
         pass
+    else:
+        apply_mask = _speedups.apply_mask
+        parse_frame = _speedups.parse_frame
+        take_payload = _speedups.take_payload
+        PayloadBuffer = _speedups.PayloadBuffer
 
 
 # Masking keys come from os.urandom, drawn 256 at a time: a getrandom()
@@ -240,6 +306,13 @@ class FrameDecoder:
     ``take_partial()`` hands out its bytes received so far, so a caller can
     check text before the frame completes. Frames carry bytes only: what
     they mean (UTF-8, reassembly) is :mod:`gws.protocol`'s job.
+
+    A frame of ``DIRECT_MIN`` bytes or more that arrives in pieces gets a
+    buffer of its own once its header is checked: ``reserve()`` returns a
+    writable view of the part still missing, which an I/O layer may receive
+    into (then ``commit(n)``) instead of calling ``feed()``; either way each
+    payload byte is copied once, and with the C speedups the buffer becomes
+    the payload without a copy.
     """
 
     __slots__ = (
@@ -254,6 +327,12 @@ class FrameDecoder:
         "_partial_end",
         "_partial_masked",
         "_taken",
+        "_payload",
+        "_fill",
+        "_length",
+        "_head",
+        "_b0",
+        "_key",
     )
 
     def __init__(
@@ -274,18 +353,49 @@ class FrameDecoder:
         self._partial_end = 0
         self._partial_masked = False
         self._taken = 0
+        # The large frame being received into a buffer of its own (see reserve()).
+        self._payload: Any = None
+        self._fill = 0  # payload bytes in it
+        self._length = 0  # its payload length
+        self._head = 0  # its header length, masking key included
+        self._b0 = 0  # its first header byte
+        self._key: Optional[bytes] = None  # its masking key
 
     def feed(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Append bytes received from the peer."""
+        if self._payload is not None:
+            data = self._fill_payload(data)
+            if not data:
+                return
+        elif not self.buffer and len(data) >= DIRECT_MIN and self._start_payload(data):
+            return
         self.buffer += data
+
+    def reserve(self) -> Optional[memoryview]:
+        """A writable view of the missing part of a large frame's payload
+        (see the class docstring), or None when bytes should come through
+        ``feed()``. Receive into it, release it, then ``commit()``."""
+        if self._payload is None:
+            return None
+        return memoryview(self._payload)[self._fill : self._length]
+
+    def commit(self, n: int) -> None:
+        """``n`` bytes were written at the start of the last ``reserve()`` view."""
+        self._fill += n
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as frames."""
+        if self._payload is not None:
+            return self._head + self._fill + len(self.buffer)
         return len(self.buffer)
 
     def next_frame(self) -> Optional[Message]:
         """Return the next complete frame, or None if more bytes are needed."""
+        if self._payload is not None:
+            if self._fill < self._length:
+                return None
+            return self._payload_frame()
         buf = self.buffer
         have = len(buf)
         if have < 2:
@@ -316,6 +426,10 @@ class FrameDecoder:
         if have < end:
             self.wanted = end
             if self.partial_opcode < 0:
+                if length >= DIRECT_MIN and have >= pos:
+                    self._begin_payload(buf, b0, pos, length)
+                    buf.clear()
+                    return None
                 self.partial_opcode = b0 & 0x0F
                 self.partial_rsv1 = bool(b0 & RSV1)
                 self._partial_pos = pos
@@ -358,18 +472,110 @@ class FrameDecoder:
         its whole payload."""
         if self.partial_opcode < 0:
             return b""
-        pos = self._partial_pos
-        start = pos + self._taken
-        have = min(len(self.buffer), self._partial_end)
-        if have <= start:
-            return b""
-        chunk = bytes(self.buffer[start:have])
-        if self._partial_masked:
+        start = self._taken
+        if self._payload is not None:
+            have = self._fill
+            if have <= start:
+                return b""
+            chunk = memoryview(self._payload)[start:have]
+            key = self._key
+        else:
+            pos = self._partial_pos
+            start += pos
+            have = min(len(self.buffer), self._partial_end)
+            if have <= start:
+                return b""
+            chunk = memoryview(self.buffer)[start:have]
+            key = bytes(self.buffer[pos - 4 : pos]) if self._partial_masked else None
+            have -= pos
+        try:
+            if key is None:
+                return bytes(chunk)
             offset = self._taken % 4
-            key = bytes(self.buffer[pos - 4 : pos])
-            chunk = apply_mask(chunk, key[offset:] + key[:offset])
-        self._taken = have - pos
-        return chunk
+            return apply_mask(chunk, key[offset:] + key[:offset])
+        finally:
+            chunk.release()
+            self._taken = have
+
+    def _start_payload(self, data: Union[bytes, bytearray, memoryview]) -> bool:
+        """With nothing buffered: if ``data`` starts with a valid header of a
+        large frame it does not complete, take that frame into a buffer of
+        its own and return True. (An invalid header is left to next_frame()
+        to report.)"""
+        have = len(data)
+        b0 = data[0]
+        b1 = data[1]
+        length = b1 & 0x7F
+        if length == 127:
+            (length,) = _UNPACK_64(data, 2)
+            pos = 10
+        elif length == 126:
+            (length,) = _UNPACK_16(data, 2)
+            pos = 4
+        else:
+            return False
+        masked = b1 & 0x80
+        if length < DIRECT_MIN or have >= pos + (4 if masked else 0) + length:
+            return False
+        try:
+            self._check_header(b0, masked, length, pos)
+        except ProtocolError:
+            return False
+        if masked:
+            pos += 4
+        self._begin_payload(data, b0, pos, length)
+        return True
+
+    def _begin_payload(
+        self, data: Union[bytes, bytearray, memoryview], b0: int, pos: int, length: int
+    ) -> None:
+        """Move the frame whose header (``pos`` bytes) starts ``data``, and
+        of which ``data`` holds the rest, into a payload buffer."""
+        payload = PayloadBuffer(length)
+        have = len(data) - pos
+        with memoryview(payload) as view, memoryview(data) as src:
+            view[:have] = src[pos:]
+        self._payload = payload
+        self._fill = have
+        self._length = length
+        self._head = pos
+        self._b0 = b0
+        self._key = bytes(data[pos - 4 : pos]) if data[1] & 0x80 else None
+        self._taken = 0
+        self.wanted = pos + length
+        self.partial_opcode = b0 & 0x0F
+        self.partial_rsv1 = bool(b0 & RSV1)
+
+    def _fill_payload(self, data: Union[bytes, bytearray, memoryview]) -> Any:
+        """Copy what ``data`` holds of the large frame's payload into its
+        buffer; return the rest of ``data``."""
+        fill = self._fill
+        n = min(len(data), self._length - fill)
+        with memoryview(self._payload) as view, memoryview(data) as src:
+            view[fill : fill + n] = src[:n]
+        self._fill = fill + n
+        return data[n:]
+
+    def _payload_frame(self) -> Message:
+        """The large frame, its payload complete."""
+        key = self._key
+        payload = take_payload(self._payload, key)
+        self._payload = None
+        self._key = None
+        self._fill = self._length = self._head = 0
+        self.partial_opcode = -1
+        self._taken = 0
+        self.wanted = 2
+        b0 = self._b0
+        return Message(
+            bool(b0 & 0x80),
+            bool(b0 & RSV1),
+            bool(b0 & RSV2),
+            bool(b0 & RSV3),
+            b0 & 0x0F,
+            key is not None,
+            payload,
+        )
 
     def _check_header(self, b0: int, masked: int, length: int, header_len: int) -> None:
         rsv = b0 & 0x70

@@ -38,6 +38,7 @@ from .frames import (
     Message,
     encode_close_payload,
     parse_close_payload,
+    parse_frame,
 )
 
 __all__ = ["State", "Protocol", "Assembler", "DEFAULT_MAX_SIZE"]
@@ -239,6 +240,8 @@ class Protocol:
         "_out_opcode",
         "_out_compressing",
         "on_pong",
+        "_whole",
+        "_max_size",
     )
 
     def __init__(
@@ -272,6 +275,9 @@ class Protocol:
             rsv_allowed=RSV1 if deflate is not None else 0,
         )
         self.assembler = Assembler(max_size, deflate)
+        # receive_data's fast path: whole messages wanted, max_size (-1: none)
+        self._whole = not fragments
+        self._max_size = -1 if max_size is None else max_size
         self._out_opcode: Optional[int] = None  # the open outgoing fragmented message
         self._out_compressing = False
         #: Called with each pong's payload (the I/O layer matches it to its pings).
@@ -291,8 +297,44 @@ class Protocol:
         """
         if self.close_received or self.failed or self.state is CLOSED:
             return  # RFC 6455 5.5.1: nothing after a close frame is processed
-        self.decoder.feed(data)
+        decoder = self.decoder
+        if (
+            self._whole
+            and not decoder.buffer
+            and decoder.partial_opcode < 0
+            and self.assembler._opcode is None
+        ):
+            # The common case in one step: a whole text or binary message
+            # frame at the start of the data, straight from the caller's buffer.
+            frame = parse_frame(data, decoder.expect_masked, self._max_size)
+            if frame is not None:
+                opcode, payload, end = frame
+                self.messages.append(
+                    Message(True, False, False, False, opcode, decoder.expect_masked, payload)
+                )
+                if end == len(data):
+                    return
+                data = data[end:]
+                if lazy:
+                    decoder.feed(data)
+                    return
+        decoder.feed(data)
         self._parse(lazy)
+
+    def reserve(self) -> Optional[memoryview]:
+        """Where the I/O layer may receive the next bytes directly: a writable
+        view of the missing part of a large frame's payload (see
+        :meth:`FrameDecoder.reserve`), or None (then use
+        :meth:`receive_data`). Receive into it, release it, then :meth:`commit`."""
+        if self.close_received or self.failed or self.state is CLOSED:
+            return None
+        return self.decoder.reserve()
+
+    def commit(self, n: int) -> None:
+        """``n`` bytes (n > 0) arrived in the last :meth:`reserve` view; process
+        them as :meth:`receive_data` with ``lazy=True`` would."""
+        self.decoder.commit(n)
+        self._parse(True)
 
     def buffer(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Take bytes without parsing them yet: :meth:`parse_buffered` will.

@@ -98,9 +98,19 @@ class SocketTransport:
     def recv(self) -> memoryview:
         """Bytes received (empty at end of stream). The view is into a shared
         buffer: consume it before the current greenlet can switch."""
-        view = _recv_buffer()
-        n = self._recv_into(view, self._recv_size)
-        return view[:n]
+        try:
+            view: memoryview = _local.view
+        except AttributeError:
+            view = _recv_buffer()
+        return view[: self._recv_into(view, self._recv_size)]
+
+    def recv_into(self, view: memoryview) -> int:
+        """Receive into ``view`` (at most its length), then release it;
+        0 at end of stream."""
+        try:
+            return self._recv_into(view)
+        finally:
+            view.release()
 
     def write_frame(self, frame: Optional[Message]) -> None:
         """Encode and send one frame; ``None`` closes the transport."""
@@ -190,11 +200,19 @@ def socket_io(
                 return frame
             if eof:
                 return None
-            data = transport.recv()
-            if not data:
-                eof = True
-                return None
-            decoder.feed(data)
+            view = decoder.reserve()  # a large frame's payload is received in place
+            if view is None:
+                data = transport.recv()
+                if data:
+                    decoder.feed(data)
+                    continue
+            else:
+                n = transport.recv_into(view)
+                if n:
+                    decoder.commit(n)
+                    continue
+            eof = True
+            return None
 
     return raw_read, transport.write_frame
 

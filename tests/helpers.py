@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 import gevent
 import gevent.ssl as gssl
 import greenlet
+import pytest
 from gevent.event import Event
 from gevent.hub import Hub
 from gevent.pool import Pool
@@ -639,3 +640,26 @@ class CliProcess:
         out = "\n".join(self.out)
         err = "\n".join(self.err)
         return f"{' '.join(self.argv)}\n--- stdout\n{out}\n--- stderr\n{err}"
+
+
+# -- the receive path's two implementations -------------------------------------------
+
+
+@pytest.fixture(params=["c", "python"])
+def receive_impl(request: Any, monkeypatch: Any) -> str:
+    """Run a test with the C receive helpers, then with the pure-Python ones."""
+    from gws import frames, protocol
+
+    if request.param == "c":
+        speedups = pytest.importorskip("gws._speedups")
+        helpers = (speedups.apply_mask, speedups.parse_frame, speedups.take_payload)
+        buffer_type = speedups.PayloadBuffer
+    else:
+        helpers = (frames.py_apply_mask, frames.py_parse_frame, frames.py_take_payload)
+        buffer_type = bytearray
+    monkeypatch.setattr(frames, "apply_mask", helpers[0])
+    monkeypatch.setattr(frames, "parse_frame", helpers[1])
+    monkeypatch.setattr(frames, "take_payload", helpers[2])
+    monkeypatch.setattr(frames, "PayloadBuffer", buffer_type)
+    monkeypatch.setattr(protocol, "parse_frame", helpers[1])
+    return str(request.param)

@@ -163,6 +163,72 @@ def test_killed_reader_greenlet_loses_nothing(make_server, no_leaks):
         ws.close()
 
 
+def staged_frame_server(make_server: Any, wire: bytes, cuts: List[int]) -> tuple:
+    """A peer that sends ``wire`` in stages ending at ``cuts``, the next one
+    each time ``go`` is set."""
+    go = Event()
+
+    def script(sock: Any) -> None:
+        start = 0
+        for cut in cuts + [len(wire)]:
+            sock.sendall(wire[start:cut])
+            start = cut
+            if cut != len(wire):
+                assert go.wait(10)
+                go.clear()
+
+    return Peer(make_server, script), go
+
+
+@pytest.mark.parametrize(
+    "interruption", [gevent.Timeout, gevent.GreenletExit, KeyboardInterrupt], ids=str
+)
+@pytest.mark.parametrize("cut", ["header", "header+1", "half"])
+@pytest.mark.parametrize("size", [200_000, 1 << 20])
+def test_interrupted_read_of_a_large_frame_keeps_the_message(
+    make_server, no_leaks, size, cut, interruption
+):
+    """Large frames are received straight into their own buffer
+    (FrameDecoder.reserve): interruptions mid-payload keep what came."""
+    text = ("ab€🙂" * size)[: size // 4]
+    wire = server_frame(OP_TEXT, text.encode())
+    first = {"header": 10, "header+1": 11, "half": len(wire) // 2}[cut]
+    stages = [first, len(wire) - 1000]
+    peer, go = staged_frame_server(make_server, wire, stages)
+    exc = None if interruption is gevent.Timeout else interruption
+    with no_leaks():
+        res, read, write = gws.connect(peer.url, compression=None)
+        decoder = read.connection.protocol.decoder
+        for expected in stages:
+            for _ in range(200):  # interrupted reads until the stage is in
+                with pytest.raises(interruption), gevent.Timeout(0.02, exc):
+                    read()
+                assert read.connection.state is State.OPEN
+                if decoder.buffered >= expected:
+                    break
+            assert decoder.buffered == expected
+            view = decoder.reserve()  # the frame has a buffer of its own
+            assert view is not None and len(view) == len(wire) - expected
+            view.release()
+            go.set()
+        msg = read()
+        assert msg is not None and msg.payload == text
+        assert decoder.buffered == 0 and decoder.reserve() is None
+        write(None)
+        assert read() is None and read.error is None
+
+
+def test_large_text_frame_with_invalid_utf8_fails_before_it_completes(make_server, no_leaks):
+    wire = server_frame(OP_TEXT, b"ok" * 50_000 + b"\xff" + b"z" * 200_000)
+    peer = Peer(make_server, lambda sock: sock.sendall(wire[:150_000]))  # never the rest
+    with no_leaks():
+        res, read, write = gws.connect(peer.url, compression=None)
+        assert read() is None
+        assert read.close_code == 1007 and "UTF-8" in (read.error or "")
+        assert peer.done.wait(5)
+        assert [(f.opcode, f.payload[:2]) for f in peer.frames] == [(OP_CLOSE, b"\x03\xef")]
+
+
 # -- interrupted writes -------------------------------------------------------------------
 
 

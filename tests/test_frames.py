@@ -6,6 +6,7 @@ import os
 import struct
 
 import pytest
+from helpers import receive_impl  # noqa: F401 - a fixture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -518,3 +519,220 @@ def test_codec_round_trip_with_pure_python_masking(monkeypatch, size: int) -> No
     decoder.feed(wire)
     frame = decoder.next_frame()
     assert frame is not None and frame.payload == payload and frame.mask
+
+
+# -- the receive path: parse_frame, and large payloads received in place ------------
+
+LENGTHS = [0, 1, 125, 126, 65535, 65536, 1 << 20]
+
+
+def sample(n: int) -> bytes:
+    return bytes((i * 7 + (i >> 8)) % 251 for i in range(n))
+
+
+@pytest.mark.usefixtures("receive_impl")
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("n", LENGTHS)
+def test_parse_frame_decodes_whole_frames_of_every_length_class(n, masked) -> None:
+    payload = sample(n)
+    text = ("é" * n)[: n // 2]
+    for opcode, body, expect in ((OP_BINARY, payload, payload), (OP_TEXT, text.encode(), text)):
+        wire = encode_frame(opcode, body, mask=masked, mask_key=KEY)
+        trailer = b"\x82\x00"
+        got = frames.parse_frame(memoryview(wire + trailer), masked, -1)
+        assert got == (opcode, expect, len(wire))
+        assert type(got[1]) is type(expect)
+        assert frames.parse_frame(wire, masked, len(body)) == (opcode, expect, len(wire))
+
+
+@pytest.mark.usefixtures("receive_impl")
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+def test_parse_frame_leaves_every_prefix_to_the_decoder(masked) -> None:
+    for n in (0, 5, 125, 126, 300):
+        wire = encode_frame(OP_BINARY, sample(n), mask=masked, mask_key=KEY)
+        for cut in range(len(wire)):
+            assert frames.parse_frame(wire[:cut], masked, -1) is None
+
+
+@pytest.mark.parametrize(
+    "wire, masked, max_size",
+    [
+        (encode_frame(OP_PING, b"hi", mask=False), False, -1),  # control frame
+        (encode_frame(OP_CLOSE, b"\x03\xe8", mask=False), False, -1),
+        (encode_frame(OP_TEXT, b"a", fin=False, mask=False), False, -1),  # fragment
+        (encode_frame(OP_CONTINUATION, b"a", mask=False), False, -1),
+        (encode_frame(OP_BINARY, b"a", rsv1=True, mask=False), False, -1),  # compressed
+        (encode_frame(OP_BINARY, b"a", rsv2=True, mask=False), False, -1),
+        (encode_frame(OP_BINARY, b"a", rsv3=True, mask=False), False, -1),
+        (bytes([0x83, 0x00]), False, -1),  # reserved opcode
+        (encode_frame(OP_BINARY, b"a", mask=True), False, -1),  # masked from a server
+        (encode_frame(OP_BINARY, b"a", mask=False), True, -1),  # unmasked from a client
+        (encode_frame(OP_BINARY, b"abc", mask=False), False, 2),  # over max_size
+        (encode_frame(OP_TEXT, b"\xff\xfe", mask=False), False, -1),  # invalid UTF-8
+        (encode_frame(OP_TEXT, b"\xe2\x82", mask=False), False, -1),  # truncated UTF-8
+        (bytes([0x82, 0x7F]) + struct.pack("!Q", 1 << 63), False, -1),  # MSB set
+    ],
+)
+@pytest.mark.usefixtures("receive_impl")
+def test_parse_frame_leaves_everything_unusual_to_the_decoder(wire, masked, max_size):
+    assert frames.parse_frame(wire + b"\x00" * 16, masked, max_size) is None
+
+
+def feed_by_reserve(decoder: FrameDecoder, data: bytes, step: int) -> list:
+    """What Connection does: receive into reserve()'s view when there is one,
+    else feed(); ``step`` bytes at most per receive."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        view = decoder.reserve()
+        if view is None:
+            decoder.feed(data[pos : pos + step])
+            pos = min(pos + step, len(data))
+        else:
+            n = min(step, len(view), len(data) - pos)
+            assert n > 0
+            view[:n] = data[pos : pos + n]
+            view.release()
+            decoder.commit(n)
+            pos += n
+        while True:
+            frame = decoder.next_frame()
+            if frame is None:
+                break
+            out.append(frame)
+    return out
+
+
+@pytest.mark.usefixtures("receive_impl")
+@pytest.mark.parametrize("via", ["feed", "reserve"])
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("n", LENGTHS)
+def test_decoder_is_byte_exact_for_every_length_class_and_split(via, masked, n):
+    payload = sample(n)
+    wire = encode_frame(OP_BINARY, payload, mask=masked, mask_key=KEY)
+    wire += encode_frame(OP_TEXT, b"after", mask=masked, mask_key=KEY)
+    # Splits: inside the header, just after it, mid-payload, just before the end.
+    cuts = sorted({1, 2, 3, 9, 10, 13, 14, 15, len(wire) // 3, len(wire) - 8, len(wire) - 1})
+    for cut in cuts:
+        decoder = FrameDecoder(expect_masked=masked)
+        out = []
+        for piece in (wire[:cut], wire[cut:]):
+            out += feed_by_reserve(decoder, piece, len(piece)) if via == "reserve" else []
+            if via == "feed":
+                decoder.feed(piece)
+                while (frame := decoder.next_frame()) is not None:
+                    out.append(frame)
+        assert [(f.opcode, f.payload, f.mask, f.fin) for f in out] == [
+            (OP_BINARY, payload, masked, True),
+            (OP_TEXT, b"after", masked, True),
+        ], cut
+        assert decoder.buffered == 0 and decoder.reserve() is None
+
+
+@pytest.mark.usefixtures("receive_impl")
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+def test_small_frames_split_at_every_byte_boundary(masked) -> None:
+    for n in (0, 1, 125, 126, 200):
+        payload = sample(n)
+        wire = encode_frame(OP_BINARY, payload, mask=masked, mask_key=KEY)
+        for cut in range(1, len(wire)):
+            decoder = FrameDecoder(expect_masked=masked)
+            decoder.feed(wire[:cut])
+            assert decoder.next_frame() is None
+            decoder.feed(wire[cut:])
+            frame = decoder.next_frame()
+            assert frame is not None and frame.payload == payload, (n, cut)
+            assert decoder.buffered == 0
+
+
+@pytest.mark.usefixtures("receive_impl")
+@pytest.mark.parametrize("step", [1000, 4096, 65536, 300_000])
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+def test_large_frame_received_in_place_in_many_pieces(masked, step) -> None:
+    payload = sample(1 << 20)
+    wire = encode_frame(OP_BINARY, payload, mask=masked, mask_key=KEY) * 2
+    decoder = FrameDecoder(expect_masked=masked)
+    out = feed_by_reserve(decoder, wire, step)
+    assert [f.payload for f in out] == [payload, payload]
+    assert all(type(f.payload) is bytes for f in out)
+
+
+@pytest.mark.usefixtures("receive_impl")
+def test_large_frame_buffered_counts_every_byte_received() -> None:
+    payload = sample(100_000)
+    wire = encode_frame(OP_BINARY, payload, mask=False)
+    decoder = FrameDecoder(expect_masked=False)
+    decoder.feed(wire[:50_000])
+    assert decoder.next_frame() is None
+    assert decoder.buffered == 50_000 and decoder.wanted == len(wire)
+    assert decoder.partial_opcode == OP_BINARY
+    view = decoder.reserve()
+    assert view is not None and len(view) == len(wire) - 50_000
+    view[:10] = wire[50_000:50_010]
+    view.release()
+    decoder.commit(10)
+    assert decoder.buffered == 50_010 and decoder.next_frame() is None
+    decoder.feed(wire[50_010:] + b"\x82")  # and the first byte of the next frame
+    assert decoder.buffered == len(wire) + 1
+    frame = decoder.next_frame()
+    assert frame is not None and frame.payload == payload
+    assert decoder.buffered == 1 and decoder.partial_opcode == -1
+
+
+@pytest.mark.usefixtures("receive_impl")
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+def test_take_partial_reads_a_large_frame_as_it_arrives(masked) -> None:
+    text = ("añ€🙂" * 20_000).encode()
+    wire = encode_frame(OP_TEXT, text, mask=masked, mask_key=KEY)
+    decoder = FrameDecoder(expect_masked=masked)
+    seen = b""
+    for start in range(0, len(wire), 7777):
+        view = decoder.reserve()
+        piece = wire[start : start + 7777]
+        if view is None:
+            decoder.feed(piece)
+        else:
+            view[: len(piece)] = piece
+            view.release()
+            decoder.commit(len(piece))
+        frame = decoder.next_frame()
+        if frame is None:
+            seen += decoder.take_partial()
+    assert frame is not None and frame.payload == text
+    assert text.startswith(seen) and len(seen) > len(text) - 7777
+
+
+@pytest.mark.usefixtures("receive_impl")
+def test_large_frame_header_is_checked_before_any_buffer_is_taken() -> None:
+    wire = encode_frame(OP_BINARY, sample(100_000), mask=False)
+    decoder = FrameDecoder(expect_masked=False, max_size=99_999)
+    decoder.feed(wire[:40_000])  # the invalid header is reported, not buffered apart
+    assert decoder.reserve() is None
+    with pytest.raises(gws.MessageTooBig):
+        decoder.next_frame()
+    decoder = FrameDecoder(expect_masked=True)  # a server frame on the server side
+    decoder.feed(wire[:40_000])
+    assert decoder.reserve() is None
+    with pytest.raises(gws.ProtocolError, match="not masked"):
+        decoder.next_frame()
+
+
+def test_c_payload_buffer_is_handed_over_without_a_copy_only_when_unshared() -> None:
+    speedups = pytest.importorskip("gws._speedups")
+    buf = speedups.PayloadBuffer(8)
+    assert len(buf) == 8
+    view = memoryview(buf)
+    view[:] = b"abcdefgh"
+    copy = speedups.take_payload(buf, None)  # a view is still alive: a copy
+    assert copy == b"abcdefgh"
+    view[:4] = b"ABCD"  # the copy is not shared with the buffer
+    assert copy == b"abcdefgh"
+    view.release()
+    taken = speedups.take_payload(buf, KEY)
+    assert taken == apply_mask(b"ABCDefgh", KEY)
+    assert len(buf) == 0
+    with pytest.raises(BufferError):
+        memoryview(buf)
+    with pytest.raises(ValueError):
+        speedups.take_payload(speedups.PayloadBuffer(1), b"abc")
+    assert speedups.take_payload(bytearray(b"xy"), None) == b"xy"

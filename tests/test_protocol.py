@@ -16,7 +16,10 @@ import zlib
 from typing import Callable, List, NamedTuple, Optional
 
 import pytest
-from helpers import encode_message
+from helpers import (
+    encode_message,
+    receive_impl,  # noqa: F401 - a fixture
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -1310,6 +1313,105 @@ class TestFragmentsMode:
             (OP_PING, b"p"),
         ]
         assert proto.outgoing[0].payload == b"p"
+
+
+# -- the receive fast path: whole frames straight from the caller's buffer --------------
+
+
+@pytest.mark.usefixtures("receive_impl")
+class TestWholeFrameFastPath:
+    """receive_data() takes a whole text or binary frame at the start of the
+    data in one step; everything else must come out exactly as before."""
+
+    def test_lazy_delivers_one_message_and_keeps_the_rest(self, side):
+        proto = side.make()
+        data = side.frame(OP_TEXT, "é".encode()) + side.frame(OP_BINARY, b"two")
+        proto.receive_data(memoryview(data), lazy=True)
+        assert got(proto) == [(OP_TEXT, "é")]
+        assert proto.messages[0].mask is not side.is_client
+        assert proto.decoder.buffered == len(side.frame(OP_BINARY, b"two"))
+        assert proto.parse_buffered() and got(proto) == [(OP_TEXT, "é"), (OP_BINARY, b"two")]
+        assert proto.decoder.buffered == 0 and not proto.parse_buffered()
+
+    def test_not_lazy_delivers_everything(self, side):
+        proto = side.make()
+        data = side.frame(OP_BINARY, b"one") + side.frame(OP_PING, b"p") + side.frame(OP_TEXT, b"3")
+        proto.receive_data(data)
+        assert got(proto) == [(OP_BINARY, b"one"), (OP_TEXT, "3")]
+        assert [(f.opcode, f.payload) for f in proto.outgoing] == [(OP_PONG, b"p")]
+
+    def test_fragments_mode_still_gets_frames_with_bytes(self, side):
+        proto = side.make(fragments=True)
+        proto.receive_data(side.frame(OP_TEXT, "é".encode()))
+        assert [(m.opcode, m.fin, m.payload) for m in proto.messages] == [
+            (OP_TEXT, True, "é".encode())
+        ]
+
+    def test_a_whole_frame_inside_a_fragmented_message_fails(self, side):
+        proto = side.make()
+        proto.receive_data(side.frame(OP_TEXT, b"He", fin=False))
+        assert proto.decoder.buffered == 0 and proto.assembler.in_message
+        proto.receive_data(side.frame(OP_BINARY, b"x"))
+        assert_failed(proto, 1002)
+
+    @pytest.mark.parametrize(
+        "payload, opcode, code",
+        [(b"\xff", OP_TEXT, 1007), (b"x" * 11, OP_BINARY, 1009), (b"\xe2\x82", OP_TEXT, 1007)],
+    )
+    def test_what_the_fast_path_refuses_fails_as_before(self, side, payload, opcode, code):
+        proto = side.make(max_size=10)
+        proto.receive_data(side.frame(opcode, payload))
+        assert_failed(proto, code)
+        assert not proto.messages
+
+    def test_nothing_is_parsed_after_a_close(self, side):
+        proto = side.make()
+        proto.receive_data(side.frame(OP_CLOSE, b"\x03\xe8"))
+        proto.receive_data(side.frame(OP_BINARY, b"late"))
+        assert not proto.messages and proto.close_code == 1000
+
+    @pytest.mark.parametrize("n", [40_000, 1 << 20])
+    def test_large_frames_received_in_place(self, side, n):
+        """What Connection does with reserve()/commit(); text is checked as it
+        arrives, and bytes after the frame come through receive_data."""
+        text = ("añ€🙂" * n)[: n // 4]
+        wire = side.frame(OP_TEXT, text.encode()) + side.frame(OP_BINARY, b"next")
+        proto = side.make()
+        pos = 0
+        while pos < len(wire):
+            view = proto.reserve()
+            if view is None:
+                proto.receive_data(wire[pos : pos + 5000], lazy=True)
+                pos += 5000
+            else:
+                k = min(len(view), 5000)
+                view[:k] = wire[pos : pos + k]
+                view.release()
+                proto.commit(k)
+                pos += k
+        while proto.parse_buffered():
+            pass
+        assert got(proto) == [(OP_TEXT, text), (OP_BINARY, b"next")]
+
+    def test_payload_bytes_are_never_taken_for_frames(self, side, chunk):
+        # A payload of whole empty frames, received in pieces through receive_data.
+        payload = b"\x82\x00" * 30_000 if side.is_client else b"\x82\x80abcd" * 10_000
+        proto = side.make()
+        feed(proto, side.frame(OP_BINARY, payload), chunk * 1000)
+        assert got(proto) == [(OP_BINARY, payload)]
+
+    def test_invalid_utf8_in_a_large_frame_fails_before_it_completes(self, side):
+        wire = side.frame(OP_TEXT, b"ok" * 20_000 + b"\xff" + b"a" * 60_000)
+        proto = side.make()
+        proto.receive_data(wire[:1000])
+        assert not proto.failed
+        view = proto.reserve()
+        assert view is not None
+        view[:45_000] = wire[1000:46_000]
+        view.release()
+        proto.commit(45_000)
+        assert_failed(proto, 1007)
+        assert proto.reserve() is None
 
 
 # -- receive_frame (frame-level transports) -----------------------------------------------

@@ -97,3 +97,34 @@ def test_tls_sockets_join_the_frame_instead(tmp_path) -> None:
         assert frame.payload == payload
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("size", [0, 125, 40_000, 3 * 1024 * 1024 + 5])
+def test_socket_io_reads_frames_of_every_size_whole(size: int) -> None:
+    """raw_read() receives a large frame's payload straight into its buffer
+    (FrameDecoder.reserve) and returns every frame byte-exact, then None."""
+    from gws.frames import encode_frame
+    from gws.transport import socket_io
+
+    a, b = gsocket.socketpair()
+    try:
+        raw_read, _ = socket_io(a, mask=True)
+        payload = os.urandom(size)
+        wire = encode_frame(OP_BINARY, payload, mask=False) + encode_frame(1, b"end", mask=False)
+
+        def peer() -> None:
+            for start in range(0, len(wire), 70_001):  # pieces across frame boundaries
+                b.sendall(wire[start : start + 70_001])
+                gevent.sleep(0)
+            b.shutdown(2)
+
+        with gevent.Timeout(20):
+            writer = gevent.spawn(peer)
+            first, second = raw_read(), raw_read()
+            assert first is not None and first.payload == payload
+            assert second is not None and second.payload == b"end"
+            assert raw_read() is None
+            writer.get()
+    finally:
+        a.close()
+        b.close()
