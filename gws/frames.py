@@ -7,6 +7,7 @@ bytes. Everything is byte-exact against the examples of RFC 6455 section 5.7.
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from typing import Any, Callable, List, Optional, Tuple, Union
@@ -200,11 +201,19 @@ def py_take_payload(buffer: Union[bytearray, memoryview], key: Optional[bytes]) 
     return bytes(buffer) if key is None else apply_mask(buffer, key)
 
 
+def py_payload_buffer(n: int) -> Any:
+    """A writable buffer of ``n`` bytes for a large payload to be received
+    into (the pure-Python ``PayloadBuffer``). Anonymous memory, so its pages
+    are backed only as bytes arrive: a peer that announces a 16 MiB frame
+    and sends 32 KiB of it costs 32 KiB, not the 16 MiB a ``bytearray(n)``
+    would zero at once."""
+    return mmap.mmap(-1, n)
+
+
 apply_mask = py_apply_mask
 parse_frame = py_parse_frame
 take_payload = py_take_payload
-# A writable buffer of n bytes a large payload is received into.
-PayloadBuffer: Callable[[int], Any] = bytearray
+PayloadBuffer: Callable[[int], Any] = py_payload_buffer
 if not os.environ.get("GWS_NO_SPEEDUPS"):
     try:
         from . import _speedups

@@ -656,7 +656,7 @@ def receive_impl(request: Any, monkeypatch: Any) -> str:
         buffer_type = speedups.PayloadBuffer
     else:
         helpers = (frames.py_apply_mask, frames.py_parse_frame, frames.py_take_payload)
-        buffer_type = bytearray
+        buffer_type = frames.py_payload_buffer
     monkeypatch.setattr(frames, "apply_mask", helpers[0])
     monkeypatch.setattr(frames, "parse_frame", helpers[1])
     monkeypatch.setattr(frames, "take_payload", helpers[2])
