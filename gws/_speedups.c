@@ -5,6 +5,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#endif
 
 static PyObject *
 apply_mask(PyObject *self, PyObject *args)
@@ -56,18 +59,31 @@ done:
  * UnicodeEncodeError as str.encode("utf-8") does. gws.frames.py_frame_bytes
  * is the pure-Python twin. */
 
-/* out[i] = in[i] ^ key[i % 4]; in == out is allowed. */
+/* out[i] = in[i] ^ key[i % 4]; in == out is allowed. 16 bytes at a time
+ * with SSE2 (every x86-64 CPU has it), else 8. */
 static void
 xor_key(unsigned char *out, const unsigned char *in, Py_ssize_t n,
         const unsigned char *key)
 {
-    unsigned char k8bytes[8];
+    unsigned char k16[16];
     uint64_t k8, word;
     Py_ssize_t i = 0;
 
-    memcpy(k8bytes, key, 4);
-    memcpy(k8bytes + 4, key, 4);
-    memcpy(&k8, k8bytes, 8);
+    memcpy(k16, key, 4);
+    memcpy(k16 + 4, key, 4);
+    memcpy(k16 + 8, k16, 8);
+    memcpy(&k8, k16, 8);
+#if defined(__SSE2__) || defined(_M_X64)
+    {
+        const __m128i k = _mm_loadu_si128((const __m128i *)k16);
+        for (; i + 32 <= n; i += 32) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(in + i));
+            __m128i b = _mm_loadu_si128((const __m128i *)(in + i + 16));
+            _mm_storeu_si128((__m128i *)(out + i), _mm_xor_si128(a, k));
+            _mm_storeu_si128((__m128i *)(out + i + 16), _mm_xor_si128(b, k));
+        }
+    }
+#endif
     for (; i + 8 <= n; i += 8) {
         memcpy(&word, in + i, 8);
         word ^= k8;
