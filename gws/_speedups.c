@@ -187,10 +187,10 @@ lowest_bit(uint64_t m)
 }
 
 /* Encode a non-ASCII str (no surrogates: utf8_length checked) as UTF-8.
- * A machine word of characters at a time: all ASCII, they are stored at
- * once; else the ASCII ones before the first that is not (the word's store
- * writes past them, but those bytes lie inside what these characters encode
- * to, and are then overwritten), then that one. */
+ * A vector (SSE2) or machine word of characters at a time: all ASCII, they
+ * are stored at once; else the ASCII ones before the first that is not (the
+ * store writes past them, but those bytes lie inside what these characters
+ * encode to, and are then overwritten), then that one. */
 static void
 utf8_encode(unsigned char *out, int kind, const void *data, Py_ssize_t len)
 {
@@ -198,7 +198,21 @@ utf8_encode(unsigned char *out, int kind, const void *data, Py_ssize_t len)
 
     if (kind == PyUnicode_1BYTE_KIND) {
         const unsigned char *s = (const unsigned char *)data;
-#if PY_LITTLE_ENDIAN
+#if defined(__SSE2__) || defined(_M_X64)
+        while (i + 16 <= len) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+            int high = _mm_movemask_epi8(v), ascii;
+            _mm_storeu_si128((__m128i *)out, v);
+            if (!high) {
+                out += 16;
+                i += 16;
+                continue;
+            }
+            ascii = lowest_bit((uint64_t)high);
+            out = utf8_char(out + ascii, s[i + ascii]);
+            i += ascii + 1;
+        }
+#elif PY_LITTLE_ENDIAN
         while (i + 8 <= len) {
             uint64_t word, high;
             int ascii;
@@ -226,7 +240,26 @@ utf8_encode(unsigned char *out, int kind, const void *data, Py_ssize_t len)
     }
     else if (kind == PyUnicode_2BYTE_KIND) {
         const Py_UCS2 *s = (const Py_UCS2 *)data;
-#if PY_LITTLE_ENDIAN
+#if defined(__SSE2__) || defined(_M_X64)
+        const __m128i not_ascii = _mm_set1_epi16((short)0xFF80);
+        const __m128i zero = _mm_setzero_si128();
+        while (i + 8 <= len) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+            /* two bits per character, set where it is ASCII */
+            int ascii_bits = _mm_movemask_epi8(
+                _mm_cmpeq_epi16(_mm_and_si128(v, not_ascii), zero));
+            int ascii;
+            _mm_storel_epi64((__m128i *)out, _mm_packus_epi16(v, v));
+            if (ascii_bits == 0xFFFF) {
+                out += 8;
+                i += 8;
+                continue;
+            }
+            ascii = lowest_bit((uint64_t)(~ascii_bits & 0xFFFF)) >> 1;
+            out = utf8_char(out + ascii, s[i + ascii]);
+            i += ascii + 1;
+        }
+#elif PY_LITTLE_ENDIAN
         while (i + 4 <= len) {
             uint64_t word, high;
             int ascii;
