@@ -230,6 +230,18 @@ def test_write_interrupted_mid_frame_closes_the_socket(make_server, no_leaks, ho
         assert peer.frames == [] and peer.leftover > 0
 
 
+def block_sends(conn: Any) -> Any:
+    """Make the transport's send() wait 10 s before sending; returns the original."""
+    original = conn.transport._send
+
+    def blocked_send(data: bytes) -> int:
+        gevent.sleep(10)
+        return original(data)
+
+    conn.transport._send = blocked_send
+    return original
+
+
 def test_compressed_write_interrupted_before_any_byte_drops_the_connection(make_server, no_leaks):
     """With permessage-deflate the compressor's context has moved on even when
     nothing was sent: resending would desynchronise the peer, so the
@@ -239,13 +251,7 @@ def test_compressed_write_interrupted_before_any_byte_drops_the_connection(make_
         ws = gws.open(server.url)
         assert ws.response.extensions
         conn = ws.connection
-        original = conn.transport._send
-
-        def blocked_send(data: bytes) -> int:
-            gevent.sleep(10)
-            return original(data)
-
-        conn.transport._send = blocked_send
+        block_sends(conn)
         with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
             ws.send("compressed")
         assert not conn.transport.torn and ws.closed and ws.close_code == 1006
@@ -262,13 +268,7 @@ def test_plain_write_interrupted_before_any_byte_keeps_the_connection(
     with no_leaks():
         ws = gws.open(server.url, compression=None)
         conn = ws.connection
-        original = conn.transport._send
-
-        def blocked_send(data: bytes) -> int:
-            gevent.sleep(10)
-            return original(data)
-
-        conn.transport._send = blocked_send
+        original = block_sends(conn)
         with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
             ws.send(payload)
         conn.transport._send = original
