@@ -20,3 +20,9 @@ class PayloadBuffer:
 
 def take_payload(buffer: Any, key: Optional[bytes]) -> bytes:
     """take_payload(buffer, key) -> bytes: a filled PayloadBuffer's payload, unmasked with key."""
+
+def frame_bytes(
+    b0: int, payload: Union[bytes, bytearray, memoryview, str], key: Optional[bytes]
+) -> bytes:
+    """frame_bytes(b0, payload, key) -> bytes: one whole frame, the payload
+    (bytes-like, or str sent as UTF-8) masked with key unless key is None."""

@@ -25,7 +25,7 @@ import logging
 import struct
 from collections.abc import Iterable, Mapping
 from time import monotonic
-from typing import TYPE_CHECKING, Any, List, Optional, Union
+from typing import TYPE_CHECKING, Any, List, NoReturn, Optional, Union
 
 import gevent
 from gevent.event import Event
@@ -438,11 +438,29 @@ class Connection:
         Raises :class:`InvalidState` once closing, :class:`ConnectionClosed`
         when the transport fails, ValueError / TypeError for a bad message.
         """
-        if type(message) is bytes:
-            frame = Message(True, False, False, False, OP_BINARY, False, message)
-        elif type(message) is str:
-            frame = Message(True, False, False, False, OP_TEXT, False, message.encode("utf-8"))
-        elif message is None:
+        kind = type(message)
+        if kind is bytes or kind is str:
+            if _get_ident() != self._thread:
+                raise self._wrong_thread()
+            opcode = OP_BINARY if kind is bytes else OP_TEXT
+            transport = self.transport
+            proto = self.protocol
+            if transport is not None:
+                # The common case in one step: a whole message that goes out
+                # as given (no compression, no fragmented message open) is
+                # encoded straight into its frame, str included.
+                with self.write_lock:
+                    if proto.sends_plain():
+                        try:
+                            transport.write_data(0x80 | opcode, message, proto.mask)  # type: ignore[arg-type]
+                        except BaseException as exc:
+                            self._write_failed(exc, None)
+                        return
+            if kind is str:
+                message = message.encode("utf-8")  # type: ignore[union-attr]
+            self._send_frame(Message(True, False, False, False, opcode, False, message))  # type: ignore[arg-type]
+            return
+        if message is None:
             raise TypeError("send(None): use close() to close the connection")
         elif isinstance(message, Iterable) and not isinstance(
             message, (str, Message, Mapping, *_BYTES_LIKE)
@@ -639,16 +657,22 @@ class Connection:
         """Write one vetted frame; hold ``write_lock``."""
         try:
             self.raw_write(frame)
-        except OSError as exc:
+        except BaseException as exc:
+            self._write_failed(exc, frame)
+
+    def _write_failed(self, exc: BaseException, frame: Optional[Message]) -> NoReturn:
+        """A frame write raised ``exc`` (``frame`` None: a whole uncompressed
+        message). A transport failure closes the connection and raises
+        :class:`ConnectionClosed`; an interruption re-raises, leaving the
+        connection usable when nothing of the frame was sent and no shared
+        state moved on."""
+        if isinstance(exc, OSError):
             self.abort(exc)
             raise self.closed_error() from exc
-        except BaseException as exc:
-            # An interruption inside the write. With nothing of the frame sent
-            # and no shared state moved on, the connection stays usable.
-            transport = self.transport
-            if transport is None or transport.torn or self._stateful(frame):
-                self.abort(_Interrupted(f"a frame write was interrupted ({exc!r})"))
-            raise
+        transport = self.transport
+        if transport is None or transport.torn or (frame is not None and self._stateful(frame)):
+            self.abort(_Interrupted(f"a frame write was interrupted ({exc!r})"))
+        raise exc
 
     def _stateful(self, frame: Message) -> bool:
         """Whether preparing ``frame`` moved protocol state the peer now

@@ -1,8 +1,9 @@
 """Sans-I/O WebSocket frame codec (RFC 6455 section 5).
 
 No sockets and no gevent here: bytes go into :class:`FrameDecoder` and
-:class:`Message` objects come out; :func:`encode_frame` turns a frame into
-bytes. Everything is byte-exact against the examples of RFC 6455 section 5.7.
+:class:`Message` objects come out; :func:`encode_frame` (and
+:func:`frame_bytes` under it) turns a frame into bytes. Everything is
+byte-exact against the examples of RFC 6455 section 5.7.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ __all__ = [
     "Message",
     "FrameDecoder",
     "encode_frame",
-    "encode_frame_parts",
+    "first_byte",
+    "frame_header",
+    "frame_bytes",
     "new_mask_key",
     "apply_mask",
     "encode_close_payload",
@@ -57,6 +60,9 @@ Payload = Union[bytes, str]
 # straight into a buffer of their own (FrameDecoder.reserve), not copied
 # through the decoder's buffer.
 DIRECT_MIN = 32 * 1024
+
+# What a frame can be built from: bytes-like, or str (sent as UTF-8).
+FramePayload = Union[bytes, bytearray, memoryview, str]
 
 
 class Message:
@@ -247,9 +253,59 @@ def new_mask_key() -> bytes:
         return _keys.pop()
 
 
+def first_byte(
+    opcode: int, fin: bool = True, rsv1: bool = False, rsv2: bool = False, rsv3: bool = False
+) -> int:
+    """A frame's first byte: FIN, the reserved bits and the opcode."""
+    b0 = opcode | (0x80 if fin else 0)
+    if rsv1:
+        b0 |= RSV1
+    if rsv2:
+        b0 |= RSV2
+    if rsv3:
+        b0 |= RSV3
+    return b0
+
+
+def frame_header(b0: int, length: int, masked: bool) -> bytes:
+    """A frame's header up to (not including) the masking key."""
+    mbit = 0x80 if masked else 0
+    if length < 126:
+        return bytes((b0, mbit | length))
+    if length < 65536:
+        return _PACK_16(b0, mbit | 126, length)
+    return _PACK_64(b0, mbit | 127, length)
+
+
+def py_frame_bytes(b0: int, payload: FramePayload, key: Optional[bytes]) -> bytes:
+    """One whole frame: the header (first byte ``b0``), then with a masking
+    ``key`` the key and the payload masked with it, else the payload. A
+    ``str`` payload is sent as UTF-8 (UnicodeEncodeError for a lone
+    surrogate, as ``str.encode``).
+
+    The pure-Python implementation; :func:`frame_bytes` is the C one, which
+    builds the frame in one allocation, when ``gws._speedups`` is built.
+    """
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    if key is None:
+        return frame_header(b0, len(payload), False) + payload
+    if len(key) != 4:
+        raise ValueError("mask key must be 4 bytes")
+    return frame_header(b0, len(payload), True) + key + py_apply_mask(payload, key)
+
+
+frame_bytes = py_frame_bytes
+if not os.environ.get("GWS_NO_SPEEDUPS"):
+    try:
+        from ._speedups import frame_bytes  # noqa: F811
+    except ImportError:  # not compiled (or an older build): the pure-Python one serves
+        pass
+
+
 def encode_frame(
     opcode: int,
-    payload: Union[bytes, bytearray, memoryview] = b"",
+    payload: FramePayload = b"",
     *,
     fin: bool = True,
     rsv1: bool = False,
@@ -258,45 +314,13 @@ def encode_frame(
     mask: bool = True,
     mask_key: Optional[bytes] = None,
 ) -> bytes:
-    """Serialize one frame. With ``mask`` a key is drawn from ``os.urandom``
-    (:func:`new_mask_key`) unless ``mask_key`` pins it (for tests)."""
-    head, body = encode_frame_parts(
-        opcode, payload, fin=fin, rsv1=rsv1, rsv2=rsv2, rsv3=rsv3, mask=mask, mask_key=mask_key
-    )
-    return head + body if body else head
-
-
-def encode_frame_parts(
-    opcode: int,
-    payload: Union[bytes, bytearray, memoryview] = b"",
-    *,
-    fin: bool = True,
-    rsv1: bool = False,
-    rsv2: bool = False,
-    rsv3: bool = False,
-    mask: bool = True,
-    mask_key: Optional[bytes] = None,
-) -> Tuple[bytes, Union[bytes, bytearray, memoryview]]:
-    """One frame as ``(header with masking key, payload as sent)``: what
-    :func:`encode_frame` joins, for a writer that gathers the two pieces
-    into one ``sendmsg()`` instead of copying a large payload."""
-    n = len(payload)
-    b0 = opcode | (0x80 if fin else 0) | (RSV1 if rsv1 else 0)
-    if rsv2:
-        b0 |= RSV2
-    if rsv3:
-        b0 |= RSV3
-    mbit = 0x80 if mask else 0
-    if n < 126:
-        header = bytes((b0, mbit | n))
-    elif n < 65536:
-        header = _PACK_16(b0, mbit | 126, n)
-    else:
-        header = _PACK_64(b0, mbit | 127, n)
-    if not mask:
-        return header, payload
-    key = mask_key if mask_key is not None else new_mask_key()
-    return header + key, apply_mask(payload, key)
+    """Serialize one frame (a ``str`` payload as UTF-8). With ``mask`` a key
+    is drawn from ``os.urandom`` (:func:`new_mask_key`) unless ``mask_key``
+    pins it (for tests)."""
+    key = None
+    if mask:
+        key = mask_key if mask_key is not None else new_mask_key()
+    return frame_bytes(first_byte(opcode, fin, rsv1, rsv2, rsv3), payload, key)
 
 
 class FrameDecoder:

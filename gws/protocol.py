@@ -512,6 +512,13 @@ class Protocol:
         """Whether an outgoing fragmented message is open (its final frame not sent)."""
         return self._out_opcode is not None
 
+    def sends_plain(self) -> bool:
+        """Whether a whole data message may go out now exactly as given (but
+        masked, on a client): open, no fragmented message open, no
+        compression. :meth:`send` would return such a frame unchanged, so a
+        writer that checks this may skip it."""
+        return self.state is OPEN and self._out_opcode is None and self.deflate is None
+
     def send(self, frame: Message) -> Message:
         """Vet one outgoing data, ping or pong frame and return it ready to
         write (masked as this side must, compressed when negotiated).

@@ -18,7 +18,15 @@ import gevent.ssl as gssl
 from gevent.monkey import get_original
 
 from .errors import HandshakeError
-from .frames import FrameDecoder, Message, encode_frame_parts
+from .frames import (
+    FrameDecoder,
+    FramePayload,
+    Message,
+    first_byte,
+    frame_bytes,
+    frame_header,
+    new_mask_key,
+)
 from .handshake import MAX_HEAD, find_head_end
 from .tlsbio import TLSOverSocket
 
@@ -33,8 +41,9 @@ RawWrite = Callable[[Optional[Message]], Any]
 
 _RECV_SIZE = 256 * 1024
 _TLS_RECV_SIZE = 16 * 1024 + 256  # a TLS record's payload, and room to spare
-# Payloads from this size on are sent with sendmsg((header, payload)), saving
-# a copy; below it joining the two is cheaper than the gather.
+# Unmasked payloads from this size on are sent with sendmsg((header,
+# payload)), saving a copy; below it joining the two is cheaper than the
+# gather. (A masked payload is copied by masking anyway, into the frame.)
 _GATHER_MIN = 16 * 1024
 # One receive buffer per OS thread, shared by every connection in it: bytes
 # are consumed before the greenlet can switch, so an idle connection costs no
@@ -117,36 +126,42 @@ class SocketTransport:
         if frame is None:
             self.close()
             return
-        payload: Union[bytes, str] = frame.payload
-        if isinstance(payload, str):
-            payload = payload.encode("utf-8")
-        head, body = encode_frame_parts(
-            frame.opcode,
-            payload,
-            fin=frame.fin,
-            rsv1=frame.rsv1,
-            rsv2=frame.rsv2,
-            rsv3=frame.rsv3,
-            mask=frame.mask,
+        self.write_data(
+            first_byte(frame.opcode, frame.fin, frame.rsv1, frame.rsv2, frame.rsv3),
+            frame.payload,
+            frame.mask,
         )
+
+    def write_data(self, b0: int, payload: FramePayload, mask: bool) -> None:
+        """Encode and send one frame with first byte ``b0`` (see
+        :func:`~gws.frames.first_byte`) and ``payload`` (a ``str`` is sent as
+        UTF-8), masked with a fresh key when ``mask``."""
+        if mask:
+            data = frame_bytes(b0, payload, new_mask_key())
+        elif len(payload) < _GATHER_MIN or self._sendmsg is None or isinstance(payload, str):
+            data = frame_bytes(b0, payload, None)
+        else:
+            self._send_gathered(frame_header(b0, len(payload), False), payload)
+            return
         # gevent's send() and sendmsg() wait for the socket to be writable and
         # then send at once, so an interruption in them leaves nothing of the
         # frame sent. One call usually takes the whole frame; sendall() does
-        # the rest. A large payload is gathered with the header by sendmsg()
-        # rather than copied after it.
-        if len(body) < _GATHER_MIN or self._sendmsg is None:
-            data = head + body if body else head
-            try:
-                sent = self._send(data)
-            except BaseException:
-                if self._bio and getattr(self.sock, "broken", False):
-                    self.torn = True
-                raise
-            if sent < len(data):
+        # the rest.
+        try:
+            sent = self._send(data)
+        except BaseException:
+            if self._bio and getattr(self.sock, "broken", False):
                 self.torn = True
-                self._sendall(memoryview(data)[sent:])
-                self.torn = False
-            return
+            raise
+        if sent < len(data):
+            self.torn = True
+            self._sendall(memoryview(data)[sent:])
+            self.torn = False
+
+    def _send_gathered(self, head: bytes, body: Union[bytes, bytearray, memoryview]) -> None:
+        """A large unmasked payload goes out with its header in one
+        ``sendmsg()`` rather than copied after it."""
+        assert self._sendmsg is not None
         sent = self._sendmsg((head, body))
         hlen = len(head)
         if sent < hlen + len(body):

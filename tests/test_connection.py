@@ -296,6 +296,18 @@ def test_write_interrupted_mid_frame_closes_the_socket(make_server, no_leaks, ho
         assert peer.frames == [] and peer.leftover > 0
 
 
+def block_sends(conn: Any) -> Any:
+    """Make the transport's send() wait 10 s before sending; returns the original."""
+    original = conn.transport._send
+
+    def blocked_send(data: bytes) -> int:
+        gevent.sleep(10)
+        return original(data)
+
+    conn.transport._send = blocked_send
+    return original
+
+
 def test_compressed_write_interrupted_before_any_byte_drops_the_connection(make_server, no_leaks):
     """With permessage-deflate the compressor's context has moved on even when
     nothing was sent: resending would desynchronise the peer, so the
@@ -305,16 +317,45 @@ def test_compressed_write_interrupted_before_any_byte_drops_the_connection(make_
         ws = gws.open(server.url)
         assert ws.response.extensions
         conn = ws.connection
-        original = conn.transport._send
-
-        def blocked_send(data: bytes) -> int:
-            gevent.sleep(10)
-            return original(data)
-
-        conn.transport._send = blocked_send
+        block_sends(conn)
         with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
             ws.send("compressed")
         assert not conn.transport.torn and ws.closed and ws.close_code == 1006
+
+
+@pytest.mark.parametrize("payload", [b"plain", "plain \u2713 text"], ids=["bytes", "str"])
+def test_plain_write_interrupted_before_any_byte_keeps_the_connection(
+    make_server, no_leaks, payload
+):
+    """The one-step send of a whole uncompressed message: interrupted before
+    any byte went out, the connection stays usable and the message can be
+    sent again."""
+    server = make_server(gws.echo)
+    with no_leaks():
+        ws = gws.open(server.url, compression=None)
+        conn = ws.connection
+        original = block_sends(conn)
+        with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
+            ws.send(payload)
+        conn.transport._send = original
+        assert not conn.transport.torn and conn.state is State.OPEN
+        ws.send(payload)
+        assert ws.recv(timeout=5000).payload == payload
+        ws.close()
+
+
+def test_str_with_a_lone_surrogate_is_refused_and_sends_nothing(make_server, no_leaks):
+    peer = Peer(make_server)
+    with no_leaks():
+        ws = gws.open(peer.url, compression=None)
+        with pytest.raises(UnicodeEncodeError):
+            ws.send("bad \ud800")
+        ok, error = ws.write("also bad \udfff")
+        assert not ok and "surrogates not allowed" in error
+        ws.send("good \u2713")
+        ws.close()
+        assert peer.done.wait(10)
+        assert peer.data() == [(OP_TEXT, True, "good \u2713".encode())]
 
 
 # -- connect --------------------------------------------------------------------------------

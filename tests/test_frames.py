@@ -488,7 +488,12 @@ def test_speedups_are_built_where_a_compiler_exists() -> None:
         pytest.skip("no C compiler: gws installs with pure-Python masking")
     from gws import _speedups  # noqa: F401 - must import
 
-    assert frames.apply_mask is not frames.py_apply_mask
+    if os.environ.get("GWS_NO_SPEEDUPS"):
+        assert frames.apply_mask is frames.py_apply_mask
+        assert frames.frame_bytes is frames.py_frame_bytes
+    else:
+        assert frames.apply_mask is not frames.py_apply_mask
+        assert frames.frame_bytes is not frames.py_frame_bytes
 
 
 @pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 125, 4096, 65537])
@@ -736,3 +741,160 @@ def test_c_payload_buffer_is_handed_over_without_a_copy_only_when_unshared() -> 
     with pytest.raises(ValueError):
         speedups.take_payload(speedups.PayloadBuffer(1), b"abc")
     assert speedups.take_payload(bytearray(b"xy"), None) == b"xy"
+
+
+# -- frame_bytes: whole frames in one allocation (C) against the pure Python ---------
+
+# Strings of each PEP 393 kind, with non-ASCII characters of every UTF-8 width.
+STR_KINDS = {
+    "ascii": "Hello, world! " * 3,
+    "latin1": "héllo wörld naïve café \xff\x80 ",
+    "bmp": "✓ok 日本 ߿ࠀ\uffff héllo ",
+    "astral": "😀 𐀀 \U0010ffff 日本 é x",
+}
+LENGTHS = [0, 125, 126, 65535, 65536, 1 << 20]
+
+
+def speedups():
+    return pytest.importorskip("gws._speedups")
+
+
+def text_of(kind: str, n: int) -> str:
+    """A str of ``kind`` whose UTF-8 is exactly ``n`` bytes (padded with ASCII)."""
+    base = STR_KINDS[kind]
+    parts, size = [], 0
+    while True:
+        for ch in base:
+            width = len(ch.encode("utf-8"))
+            if size + width > n:
+                return "".join(parts) + "x" * (n - size)
+            parts.append(ch)
+            size += width
+
+
+def expected_frame(b0: int, data: bytes, key) -> bytes:
+    """The RFC's definition, byte by byte."""
+    n = len(data)
+    mbit = 0x80 if key is not None else 0
+    if n < 126:
+        header = bytes([b0, mbit | n])
+    elif n < 65536:
+        header = bytes([b0, mbit | 126]) + struct.pack("!H", n)
+    else:
+        header = bytes([b0, mbit | 127]) + struct.pack("!Q", n)
+    if key is None:
+        return header + data
+    return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(data))
+
+
+class TestFrameBytes:
+    def test_rfc_examples(self):
+        for build in (frames.py_frame_bytes, speedups().frame_bytes):
+            assert build(0x81, b"Hello", None) == RFC_UNMASKED_HELLO
+            assert build(0x81, "Hello", None) == RFC_UNMASKED_HELLO
+            assert build(0x81, b"Hello", KEY) == RFC_MASKED_HELLO
+            assert build(0x81, "Hello", KEY) == RFC_MASKED_HELLO
+            assert build(0x8A, bytearray(b"Hello"), KEY) == RFC_MASKED_PONG
+            assert build(0x89, memoryview(b"Hello"), None) == RFC_PING
+            assert build(0x01, "Hel", None) + build(0x80, "lo", None) == b"".join(RFC_FRAGMENTED)
+            payload = bytes(range(256))
+            assert build(0x82, payload, None) == bytes([0x82, 0x7E, 0x01, 0x00]) + payload
+
+    @pytest.mark.parametrize("n", LENGTHS)
+    @pytest.mark.parametrize("key", [None, KEY, b"\x00\x00\x00\x00", b"\xff\xfe\xfd\xfc"])
+    @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+    def test_bytes_of_every_length_class(self, n, key, kind):
+        data = os.urandom(n)
+        b0 = 0x82
+        want = frames.frame_header(b0, n, key is not None) + (key or b"")
+        want += frames.py_apply_mask(data, key) if key is not None else data
+        assert speedups().frame_bytes(b0, kind(data), key) == want
+        assert frames.py_frame_bytes(b0, kind(data), key) == want
+        if n <= 65536:
+            assert want == expected_frame(b0, data, key)
+        (frame,) = decode_all(want, expect_masked=key is not None)
+        assert frame.payload == data
+
+    @pytest.mark.parametrize("n", LENGTHS)
+    @pytest.mark.parametrize("kind", sorted(STR_KINDS))
+    @pytest.mark.parametrize("key", [None, KEY])
+    def test_str_of_every_kind_and_length_class(self, n, kind, key):
+        text = text_of(kind, n)
+        data = text.encode("utf-8")
+        assert len(data) == n
+        want = frames.py_frame_bytes(0x81, data, key)
+        assert speedups().frame_bytes(0x81, text, key) == want
+        assert frames.py_frame_bytes(0x81, text, key) == want
+        (frame,) = decode_all(want, expect_masked=key is not None)
+        assert frame.payload == data
+
+    @pytest.mark.parametrize("length", range(0, 20))
+    @pytest.mark.parametrize("ch", ["é", "\x80", "\xff", "߿", "ࠀ", "日", "\uffff", "😀"])
+    def test_a_wide_character_at_every_position_of_a_word(self, length, ch):
+        """The C encoder goes 8 (latin-1) or 4 (BMP) characters at a time:
+        a wide character at each offset, and at the very end of the str."""
+        for pos in range(length + 1):
+            text = "a" * pos + ch + "b" * (length - pos)
+            assert speedups().frame_bytes(0x81, text, KEY) == frames.py_frame_bytes(
+                0x81, text.encode("utf-8"), KEY
+            ), (pos, length)
+
+    @pytest.mark.parametrize(
+        "text", ["\ud800", "a\udfff", "日本\ud83d", "😀\udc00x", "x" * 300 + "\udbff", "é\ud800"]
+    )
+    def test_lone_surrogates_raise_as_str_encode_does(self, text):
+        with pytest.raises(UnicodeEncodeError) as want:
+            text.encode("utf-8")
+        for build in (frames.py_frame_bytes, speedups().frame_bytes):
+            for key in (None, KEY):
+                with pytest.raises(UnicodeEncodeError) as got:
+                    build(0x81, text, key)
+                assert got.value.args == want.value.args
+
+    def test_bad_arguments(self):
+        build = speedups().frame_bytes
+        for bad_key in (b"abc", b"abcde", "abcd", bytearray(b"abcd")):
+            with pytest.raises(ValueError):
+                build(0x82, b"x", bad_key)
+        with pytest.raises(ValueError):
+            frames.py_frame_bytes(0x82, b"x", b"abc")
+        for bad_b0 in (-1, 256):
+            with pytest.raises(ValueError):
+                build(bad_b0, b"x", None)
+        with pytest.raises(TypeError):
+            build(0x82, 3, None)
+        with pytest.raises(TypeError):
+            build(0x82, b"x")  # type: ignore[call-arg]
+
+    def test_encode_frame_builds_the_first_byte(self):
+        assert frames.first_byte(OP_TEXT) == 0x81
+        assert frames.first_byte(OP_CONTINUATION, fin=False) == 0x00
+        assert frames.first_byte(OP_BINARY, True, True, True, True) == 0xF2
+        for fin in (False, True):
+            for bits in range(8):
+                rsv = [bool(bits & 4), bool(bits & 2), bool(bits & 1)]
+                data = encode_frame(
+                    OP_BINARY, b"x", fin=fin, rsv1=rsv[0], rsv2=rsv[1], rsv3=rsv[2], mask=False
+                )
+                assert data[0] == (0x80 if fin else 0) | (bits << 4) | OP_BINARY
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        payload=st.one_of(st.binary(max_size=300), st.text(max_size=200)),
+        key=st.one_of(st.none(), st.binary(min_size=4, max_size=4)),
+        b0=st.integers(0, 255),
+    )
+    def test_c_and_python_agree(self, payload, key, b0):
+        assert speedups().frame_bytes(b0, payload, key) == frames.py_frame_bytes(b0, payload, key)
+
+    @settings(max_examples=200, deadline=None)
+    @given(text=st.text(st.characters(blacklist_categories=()), max_size=60))
+    def test_c_and_python_agree_on_any_code_point(self, text):
+        """Surrogates included: both raise the same error, or give the same bytes."""
+        results = []
+        for build in (frames.py_frame_bytes, speedups().frame_bytes):
+            try:
+                results.append(build(0x81, text, KEY))
+            except UnicodeEncodeError as exc:
+                results.append(exc.args)
+        assert results[0] == results[1]

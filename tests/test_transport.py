@@ -1,5 +1,7 @@
-"""SocketTransport.write_frame: small frames joined, large ones gathered with
-sendmsg() (no copy of the payload), TLS always joined; every path byte-exact."""
+"""SocketTransport.write_frame: masked frames built in one piece (masking
+copies the payload anyway), small unmasked ones joined, large unmasked ones
+gathered with sendmsg() (no copy of the payload), TLS always joined; every
+path byte-exact."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from gws.frames import OP_BINARY, FrameDecoder, Message
 from gws.transport import _GATHER_MIN, SocketTransport
 
 
-def read_frames(sock: gsocket.socket, count: int) -> list:
-    decoder = FrameDecoder(expect_masked=True)
+def read_frames(sock: gsocket.socket, count: int, masked: bool = True) -> list:
+    decoder = FrameDecoder(expect_masked=masked)
     frames = []
     while len(frames) < count:
         data = sock.recv(1 << 20)
@@ -29,17 +31,24 @@ def read_frames(sock: gsocket.socket, count: int) -> list:
 
 
 @pytest.mark.parametrize("size", [0, 125, _GATHER_MIN - 1, _GATHER_MIN, 3 * 1024 * 1024 + 5])
-def test_frames_of_every_size_arrive_byte_exact(size: int) -> None:
+@pytest.mark.parametrize("mask", [True, False], ids=["masked", "unmasked"])
+@pytest.mark.parametrize("text", [False, True], ids=["bytes", "str"])
+def test_frames_of_every_size_arrive_byte_exact(size: int, mask: bool, text: bool) -> None:
     a, b = gsocket.socketpair()
     try:
         transport = SocketTransport(a)
         assert transport._sendmsg is not None and transport._recv_size == 256 * 1024
         payload = os.urandom(size)
+        sent: object = payload
+        if text:  # latin-1 and BMP characters, encoded as UTF-8 into the frame
+            sent = payload.decode("latin-1") + "\u2713"
+            payload = sent.encode("utf-8")  # type: ignore[attr-defined]
         with gevent.Timeout(20):
-            # 3 MiB exceeds the socket buffers: sendmsg() sends part, sendall() the rest
-            reader = gevent.spawn(read_frames, b, 2)
-            transport.write_frame(Message(opcode=OP_BINARY, mask=True, payload=payload))
-            transport.write_frame(Message(opcode=OP_BINARY, mask=True, payload=b"next"))
+            # 3 MiB exceeds the socket buffers: send() or sendmsg() sends part,
+            # sendall() the rest
+            reader = gevent.spawn(read_frames, b, 2, mask)
+            transport.write_frame(Message(opcode=OP_BINARY, mask=mask, payload=sent))  # type: ignore[arg-type]
+            transport.write_frame(Message(opcode=OP_BINARY, mask=mask, payload=b"next"))
             first, second = reader.get()
         assert first.payload == payload and second.payload == b"next"
         assert not transport.torn
