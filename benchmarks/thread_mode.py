@@ -2,10 +2,11 @@
 trips, sequential, one connection) in thread mode against greenlet mode and
 against websocket-client from a plain thread, same server, same run.
 
-    python benchmarks/thread_mode.py [--quick] [--rounds N] [--n N] [--json FILE]
+    python benchmarks/thread_mode.py [--quick] [--rounds N] [--n N] [--json FILE] [--url URL]
 
 Starts gws's own echo server (``benchmarks/gws_server.py``, compression off)
-in a subprocess, then measures, in an order rotated every round:
+in a subprocess, or uses the one at ``--url`` (``run.py`` passes its Node
+server), then measures, in an order rotated every round:
 
 - ``greenlet``: gws in greenlet mode, from the main thread;
 - ``thread``: gws ``thread=True``, called from a plain OS thread (the
@@ -117,11 +118,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="default 5 (1 with --quick)")
     parser.add_argument("--n", type=int, default=None, help="round trips per measurement")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument(
+        "--url", default=None, help="an echo server to use (run.py passes its own) instead of ours"
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 5)
     n = args.n or (200 if args.quick else 5000)
-    proc, port = start_server()
-    url = f"ws://127.0.0.1:{port}/"
+    proc: Optional[subprocess.Popen[str]] = None
+    if args.url:
+        url = args.url
+    else:
+        proc, port = start_server()
+        url = f"ws://127.0.0.1:{port}/"
     samples: Dict[str, List[float]] = {m: [] for m in MODES}
     status: Dict[str, str] = {m: "ok" for m in MODES}
     try:
@@ -135,8 +143,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 except ImportError as exc:
                     status[mode] = f"skipped: {exc}"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
     medians = {m: statistics.median(v) for m, v in samples.items() if v}
     base = medians.get("greenlet")
     print(f"rtt, 16-byte binary echo, {n} round trips x {rounds} rounds (median us per trip)")

@@ -52,6 +52,10 @@ def test_quick_benchmark_runs_and_reports_every_gws_workload(tmp_path: Path) -> 
         cs = {row["c"] for row in summary.values() if row["workload"] == workload}
         assert cs == {1, 10}, (workload, cs)  # sequential and concurrent (quick: 10)
     assert summary["wss-rtt/gws"]["info"]["speedups"] in (True, False)
+    # run.py hands thread_mode.py its own server (it once passed an --url the
+    # script did not take, and the table showed only the usage error)
+    assert "error" not in data["thread_mode"], data["thread_mode"]
+    assert data["thread_mode"]["returncode"] == 0
     table = (tmp_path / "results.md").read_text()
     assert "| gws |" in table and "Targets for gws" in table
     assert "wss-bulk" in table and "handshakes/s" in table
