@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import ssl
 from typing import Callable, ContextManager, Iterator, List, Optional
 
@@ -25,6 +26,16 @@ from helpers import greenlet_count as _greenlet_count
 import gws
 
 hypothesis_profiles.register()  # before any test module builds a settings object
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell without job control starts `cmd &` with SIGINT ignored, and an
+    # ignored signal stays ignored across fork and exec: the CLI and thread
+    # mode children that the tests interrupt with Ctrl-C would then ignore
+    # it and hang. A handler (unlike SIG_IGN) is reset to the default on
+    # exec, so every child starts with Python's own KeyboardInterrupt.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
