@@ -324,7 +324,7 @@ class Protocol:
     def reserve(self) -> Optional[memoryview]:
         """Where the I/O layer may receive the next bytes directly: a writable
         view of the missing part of a large frame's payload (see
-        :meth:`FrameDecoder.reserve`), or None (then use
+        :meth:`~gws.frames.FrameDecoder.reserve`), or None (then use
         :meth:`receive_data`). Receive into it, release it, then :meth:`commit`."""
         if self.close_received or self.failed or self.state is CLOSED:
             return None
