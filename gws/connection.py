@@ -179,9 +179,7 @@ class Connection:
         """An :class:`~gevent.event.Event` set once the transport is closed."""
         event = self._closed_event
         if event is None:
-            event = self._closed_event = Event()
-            if self._closed:
-                event.set()
+            event = self._closed_event = _made_event(self._closed)
         return event
 
     @property
@@ -821,9 +819,7 @@ class Pong:
         """Set once the pong arrived, was forgotten or the connection closed."""
         event = self._event_
         if event is None:
-            event = self._event_ = Event()
-            if self._woken:
-                event.set()
+            event = self._event_ = _made_event(self._woken)
         return event
 
     def _wake(self) -> None:
@@ -845,6 +841,14 @@ class Pong:
     def __repr__(self) -> str:
         state = "waiting" if self.latency is None else f"{self.latency:.3f} ms"
         return f"<gws.Pong {self.payload!r} {state}>"
+
+
+def _made_event(already_set: bool) -> Event:
+    """An Event made on first use, set if what it signals already happened."""
+    event = Event()
+    if already_set:
+        event.set()
+    return event
 
 
 def _fragment_kind(item: Any) -> int:

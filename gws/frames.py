@@ -323,6 +323,19 @@ def encode_frame(
     return frame_bytes(first_byte(opcode, fin, rsv1, rsv2, rsv3), payload, key)
 
 
+def _frame_message(b0: int, masked: bool, payload: bytes) -> Message:
+    """The :class:`Message` for a received frame whose first header byte is ``b0``."""
+    return Message(
+        bool(b0 & 0x80),
+        bool(b0 & RSV1),
+        bool(b0 & RSV2),
+        bool(b0 & RSV3),
+        b0 & 0x0F,
+        masked,
+        payload,
+    )
+
+
 class FrameDecoder:
     """Incremental frame parser: ``feed()`` bytes, then call ``next_frame()``.
 
@@ -488,15 +501,7 @@ class FrameDecoder:
         if self.partial_opcode >= 0:
             self.partial_opcode = -1
             self._taken = 0
-        return Message(
-            bool(b0 & 0x80),
-            bool(b0 & RSV1),
-            bool(b0 & RSV2),
-            bool(b0 & RSV3),
-            b0 & 0x0F,
-            bool(masked),
-            payload,
-        )
+        return _frame_message(b0, bool(masked), payload)
 
     def take_partial(self) -> bytes:
         """Unmasked payload bytes of the frame still arriving (see
@@ -600,15 +605,7 @@ class FrameDecoder:
         self._taken = 0
         self.wanted = 2
         b0 = self._b0
-        return Message(
-            bool(b0 & 0x80),
-            bool(b0 & RSV1),
-            bool(b0 & RSV2),
-            bool(b0 & RSV3),
-            b0 & 0x0F,
-            key is not None,
-            payload,
-        )
+        return _frame_message(b0, key is not None, payload)
 
     def _check_header(self, b0: int, masked: int, length: int, header_len: int) -> None:
         rsv = b0 & 0x70
