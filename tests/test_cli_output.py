@@ -168,3 +168,37 @@ def test_seconds_size_header():
     for bad in ("nocolon", ": value"):
         with pytest.raises(argparse.ArgumentTypeError):
             header(bad)
+
+
+def test_console_redraws_a_prompt_that_a_printed_line_split() -> None:
+    """A message printed in the instant readline draws its prompt (input()
+    called, its pre-input hook not run yet) can land between the prompt's
+    characters; once the hook runs, the prompt is drawn again, whole, on a
+    line of its own. (CI caught it: ``>< hello`` then a lone space.)"""
+    from gws.cli.console import PROMPT, Console
+
+    out = io.StringIO()
+    console = Console(io.StringIO(), out)
+    console.prompting = True  # read_line() is waiting; readline is drawing its prompt
+    console.clear()
+    out.write("< hello\n")
+    console.redraw()
+    assert out.getvalue() == "< hello\n"  # nothing can be wiped or redrawn yet
+    console._drawn()  # readline's pre-input hook: the prompt is up
+    assert out.getvalue() == "< hello\n\r\033[2K" + PROMPT
+    out.truncate(0)
+    out.seek(0)
+    console.clear()  # from now on: the usual wipe and redraw around a line
+    out.write("< again\n")
+    console.redraw()
+    assert out.getvalue() == "\r\033[2K< again\n" + PROMPT
+
+
+def test_console_leaves_the_prompt_alone_when_no_line_was_printed_while_drawing() -> None:
+    from gws.cli.console import Console
+
+    out = io.StringIO()
+    console = Console(io.StringIO(), out)
+    console.prompting = True
+    console._drawn()
+    assert out.getvalue() == ""

@@ -48,6 +48,10 @@ class Console:
         self.prompting = False  # a read_line() is waiting for the user
         self.drawn = False  # readline is reading, its prompt on screen
         self._cleared = False  # clear() wiped the prompt: redraw() shows it again
+        # A line was printed while readline may have been drawing its prompt
+        # (input() called, the pre-input hook not run yet): the prompt may be
+        # split around that line, so it is drawn again, whole, once it is up.
+        self._late = False
         self._saved: Optional[List[Any]] = None
 
     def __enter__(self) -> Console:
@@ -65,6 +69,14 @@ class Console:
         # readline calls this in the input thread once the terminal is set
         # up and the prompt shown, just before it reads keys.
         self.drawn = True
+        if self._late:
+            self._redraw_whole()
+
+    def _redraw_whole(self) -> None:
+        self._late = False
+        typed = _readline.get_line_buffer() if _readline is not None else ""
+        self.stdout.write("\r\033[2K" + PROMPT + typed)
+        self.stdout.flush()
 
     def __exit__(self, *exc: object) -> None:
         if self.prompting:
@@ -89,6 +101,7 @@ class Console:
         finally:
             self.prompting = False
             self.drawn = False
+            self._late = False
         if line is None:  # Ctrl-D leaves the cursor after the prompt
             self.stdout.write("\n")
             self.stdout.flush()
@@ -109,6 +122,8 @@ class Console:
         self._cleared = self.drawn
         if self._cleared:
             self.stdout.write("\r\033[2K")
+        elif self.prompting:
+            self._late = True
 
     def redraw(self) -> None:
         """After a line is printed: show the prompt and the typed text again."""
@@ -116,6 +131,8 @@ class Console:
             typed = _readline.get_line_buffer() if _readline is not None else ""
             self.stdout.write(PROMPT + typed)
             self.stdout.flush()
+        elif self._late and self.drawn:  # the hook ran while the line was printed
+            self._redraw_whole()
 
     def _input(self) -> Optional[str]:
         """In a pool thread: one line, None at end of input."""
